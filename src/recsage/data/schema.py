@@ -69,7 +69,11 @@ class Interactions:
         n = len(user)
         if len(item) != n:
             raise DataError("user and item columns differ in length")
-        ts = np.arange(n, dtype=np.float64) if timestamp is None else np.asarray(timestamp, np.float64)
+        ts = (
+            np.arange(n, dtype=np.float64)
+            if timestamp is None
+            else np.asarray(timestamp, np.float64)
+        )
         val = np.ones(n, np.float32) if value is None else np.asarray(value, np.float32)
         ev = np.zeros(n, np.int16) if event is None else np.asarray(event, np.int16)
         order = np.lexsort((np.arange(n), ts, user))

@@ -176,7 +176,7 @@ def cold_item_split(dataset: Dataset, *, cold_fraction: float = 0.2) -> Split:
     seen = np.flatnonzero(np.isfinite(first_seen))
     # order by first-seen time, ties by item index: deterministic
     order = seen[np.lexsort((seen, first_seen[seen]))]
-    n_cold = max(1, int(round(cold_fraction * len(order))))
+    n_cold = max(1, round(cold_fraction * len(order)))
     cold = np.zeros(dataset.n_items, bool)
     cold[order[-n_cold:]] = True
     train = dataset.with_interactions(inter.take(~cold[inter.item]))
@@ -187,7 +187,13 @@ def cold_item_split(dataset: Dataset, *, cold_fraction: float = 0.2) -> Split:
     users = np.flatnonzero(np.diff(targets.indptr) > 0)
     notes = [f"{n_cold:,} cold items (first seen last)"]
     return Split(
-        "cold-item", train, users, targets, train.matrix(), candidates=np.flatnonzero(cold), notes=notes
+        "cold-item",
+        train,
+        users,
+        targets,
+        train.matrix(),
+        candidates=np.flatnonzero(cold),
+        notes=notes,
     )
 
 
@@ -207,7 +213,7 @@ def cold_user_split(
     counts = np.bincount(inter.user, minlength=dataset.n_users)
     eligible = np.flatnonzero(counts >= n_given + 1)
     rng = np.random.default_rng(seed)
-    n_cold = max(1, int(round(cold_fraction * len(eligible))))
+    n_cold = max(1, round(cold_fraction * len(eligible)))
     cold_users = np.sort(rng.choice(eligible, size=n_cold, replace=False))
     is_cold = np.zeros(dataset.n_users, bool)
     is_cold[cold_users] = True
@@ -223,9 +229,7 @@ def cold_user_split(
     history = _csr(inter.user[given], inter.item[given], shape)
     targets = _csr(inter.user[target], inter.item[target], shape)
     notes = [f"{n_cold:,} cold users, {n_given} interaction(s) given at query time"]
-    return Split(
-        "cold-user", train, cold_users, targets, history, notes=notes, query_history=True
-    )
+    return Split("cold-user", train, cold_users, targets, history, notes=notes, query_history=True)
 
 
 def given_histories(split: Split) -> list[np.ndarray]:

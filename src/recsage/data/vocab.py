@@ -47,13 +47,16 @@ class Vocabulary:
         keys = pd.Index(np.asarray(external_ids).astype(str).astype(object))
         return self._index.get_indexer(keys).astype(np.int64)
 
-    def encode(self, external_ids: Sequence[object] | np.ndarray, *, what: str = "id") -> np.ndarray:
+    def encode(
+        self, external_ids: Sequence[object] | np.ndarray, *, what: str = "id"
+    ) -> np.ndarray:
         """Indices for ids; raises naming the first unknown id."""
         idx = self.lookup(external_ids)
         if (idx < 0).any():
             bad = np.asarray(external_ids)[idx < 0][0]
             n_bad = int((idx < 0).sum())
-            raise RecsageError(f"unknown {what} '{bad}' ({n_bad} unknown in total)")
+            more = f" ({n_bad} unknown in total)" if n_bad > 1 else ""
+            raise RecsageError(f"unknown {what} '{bad}'{more}")
         return idx
 
     def index_of(self, external_id: object, *, what: str = "id") -> int:
@@ -67,7 +70,9 @@ class Vocabulary:
     def extend(self, external_ids: Iterable[object]) -> Vocabulary:
         """A new vocabulary with unseen ids appended (existing indices unchanged)."""
         new = [str(x) for x in external_ids if str(x) not in self._index]
-        return Vocabulary(np.concatenate([self.ids, np.asarray(pd.unique(pd.Series(new)), dtype=object)]))
+        return Vocabulary(
+            np.concatenate([self.ids, np.asarray(pd.unique(pd.Series(new)), dtype=object)])
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and self._index.equals(other._index)

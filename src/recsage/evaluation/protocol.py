@@ -87,7 +87,7 @@ def evaluate(
     if any(k < 1 for k in ks):
         raise ConfigError(f"cut-offs must be >= 1, got {ks}")
     score_fn = model.score if hasattr(model, "score") else model
-    model_name = name or getattr(model, "name", "model")
+    model_name = str(name or getattr(model, "name", "model"))
     users = split.users
     n_items = split.n_items
     history_given = split.query_history
@@ -142,7 +142,7 @@ def evaluate(
             metrics[f"diversity@{list_k}"] = float(ild.mean())
     protocol = {
         "split": split.name,
-        "users": int(len(users)),
+        "users": len(users),
         "ranked_items": int(cand_mask.sum()),
         "ranking": f"sampled ({sampled_negatives} negatives)" if sampled_negatives else "full",
         "ties": "against target",

@@ -172,7 +172,9 @@ class Recommender(ABC):
         path = Path(path)
         mpath = path / MANIFEST
         if not mpath.exists() or not (path / STATE).exists():
-            raise ArtifactError(f"{path}: not a recsage model directory (missing {MANIFEST} or {STATE})")
+            raise ArtifactError(
+                f"{path}: not a recsage model directory (missing {MANIFEST} or {STATE})"
+            )
         try:
             manifest = json.loads(mpath.read_text())
         except json.JSONDecodeError as exc:

@@ -76,8 +76,11 @@ class ItemKNN(Recommender):
 
     def _state(self) -> dict[str, np.ndarray]:
         s = self.sim
-        return {"indptr": s.indptr.astype(np.int64), "indices": s.indices.astype(np.int64),
-                "data": s.data.astype(np.float32)}
+        return {
+            "indptr": s.indptr.astype(np.int64),
+            "indices": s.indices.astype(np.int64),
+            "data": s.data.astype(np.float32),
+        }
 
     def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.sim = sp.csr_matrix(

@@ -8,9 +8,7 @@ from recsage.errors import ConfigError
 from recsage.models.base import Recommender
 from recsage.models.baselines import ALS, EASE, ItemKNN, Popularity
 
-MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS)
-}
+MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS)}
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:

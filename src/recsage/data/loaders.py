@@ -115,13 +115,13 @@ class _Source:
                 )
 
 
-def _read_text(path: Path) -> tuple[str, str]:
-    """File content as text (UTF-8, falling back to Latin-1) and the encoding used."""
+def _read_text(path: Path) -> str:
+    """File content as text (UTF-8, falling back to Latin-1 as old MovieLens files need)."""
     raw = _require_file(path).read_bytes()
     try:
-        return raw.decode("utf-8-sig"), "utf-8"
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return raw.decode("latin-1"), "latin-1"
+        return raw.decode("latin-1")
 
 
 def _drop_blank_rows(frame: pd.DataFrame, first_line: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -139,7 +139,7 @@ def _read_delimited(path: Path, sep: str, *, quoted: bool = True) -> _Source:
 
     Line numbers assume no quoted field spans several lines.
     """
-    text, _ = _read_text(path)
+    text = _read_text(path)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -161,16 +161,16 @@ def _read_delimited(path: Path, sep: str, *, quoted: bool = True) -> _Source:
 
 def _read_json_lines(path: Path) -> _Source:
     """Read JSON lines (or a JSON array of records); blank lines are skipped, lines kept."""
-    text, _ = _read_text(path)
+    text = _read_text(path)
     if text.lstrip().startswith("["):
         try:
             frame = pd.read_json(io.StringIO(text), orient="records", dtype=False)
         except ValueError as exc:
             raise DataError(f"cannot parse JSON: {exc}", path=str(path)) from exc
         return _Source(path, frame.reset_index(drop=True), None)
-    raw_lines = text.split("\n")
-    keep = np.flatnonzero([bool(s.strip()) for s in raw_lines])
-    body = "\n".join(raw_lines[i] for i in keep)
+    raw_lines = pd.Series(text.split("\n"), dtype=object)
+    keep = np.flatnonzero((raw_lines.str.strip() != "").to_numpy())
+    body = "\n".join(raw_lines.iloc[keep].tolist())
     try:
         frame = pd.read_json(io.StringIO(body), lines=True, dtype=False)
     except ValueError as exc:
@@ -178,7 +178,7 @@ def _read_json_lines(path: Path) -> _Source:
 
         for i in keep:  # error path only: find the offending line
             try:
-                json.loads(raw_lines[i])
+                json.loads(raw_lines.iloc[i])
             except ValueError as line_exc:
                 raise DataError(
                     f"invalid JSON: {line_exc}", path=str(path), line=int(i) + 1
@@ -278,8 +278,18 @@ def _parse_times(src: _Source, col: str, time_format: str | None) -> np.ndarray:
         nums = pd.to_numeric(text.where(present, None), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan
         )
-        if not (present & np.isnan(nums)).any():
+        bad = present & np.isnan(nums)
+        if not bad.any():
             return nums
+        first = np.flatnonzero(present)[0]
+        if not np.isnan(nums[first]):  # the first value is a number: all must be
+            pos = int(np.flatnonzero(bad)[0])
+            raise src.error(
+                pos,
+                col,
+                f"cannot parse timestamp '{text.iloc[pos]}' as epoch seconds "
+                f"({int(bad.sum())} unparseable in total)",
+            )
     values = text.where(present, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -293,8 +303,8 @@ def _parse_times(src: _Source, col: str, time_format: str | None) -> np.ndarray:
         raise src.error(
             pos,
             col,
-            f"cannot parse timestamp '{text.iloc[pos]}'{fmt} ({int(bad.sum())} bad values; "
-            "give epoch seconds or dates, and time_format / --time-format if needed)",
+            f"cannot parse timestamp '{text.iloc[pos]}'{fmt} ({int(bad.sum())} unparseable in "
+            "total; give epoch seconds or dates, and time_format / --time-format if needed)",
         )
     out = np.full(len(text), np.nan)
     out[present] = _to_seconds(parsed[present])
@@ -312,8 +322,8 @@ def _repeat_note(report: LoadReport, inter: Interactions, n_items: int) -> None:
     """Note how many interactions repeat an earlier (user, item) pair (they are kept)."""
     if len(inter) == 0:
         return
-    keys = inter.user * np.int64(max(n_items, 1)) + inter.item
-    repeats = len(keys) - len(np.unique(keys))
+    keys = np.sort(inter.user * np.int64(max(n_items, 1)) + inter.item)
+    repeats = int((keys[1:] == keys[:-1]).sum())
     if repeats:
         report.notes.append(f"{repeats:,} interactions repeat an earlier (user, item) pair (kept)")
 
@@ -440,7 +450,7 @@ def _check_unique_ids(src: _Source, col: str, ids: np.ndarray) -> None:
 
 def _item_table_from(src: _Source, id_col: str, *, renames: dict[str, str]) -> pd.DataFrame:
     """Item table in file order with `item_id` first; validates ids (present, unique)."""
-    src.require([id_col])
+    src.require([id_col], "name the id column with item_id_col (--item-id-col)")
     ids, missing = _id_strings(src.frame[id_col])
     if missing.any():
         pos = int(np.flatnonzero(missing)[0])
@@ -565,7 +575,7 @@ def _parse_sequence_file(
     path: Path, report: LoadReport
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`user item item ...` lines -> (user ids, item ids, position within user), all flat."""
-    text, _ = _read_text(path)
+    text = _read_text(path)
     rows = [line.split() for line in text.splitlines()]
     rows = [r for r in rows if r]  # blank lines are not rows
     report.rows_read += len(rows)
@@ -603,13 +613,14 @@ def load_sequences(path: Path, *, name: str | None = None) -> Dataset:
 
 def _ml1m_users(path: Path, report: LoadReport) -> pd.DataFrame:
     """`users.dat` (`UserID::Gender::Age::Occupation::Zip-code`), fixing user 1's age code."""
-    text, _ = _read_text(path)
+    text = _read_text(path)
     frame = pd.read_csv(
         io.StringIO(text.replace("::", "\t")),
         sep="\t",
         header=None,
         names=["user_id", "gender", "age", "occupation", "zip_code"],
         dtype=str,
+        keep_default_na=False,
         quoting=csv.QUOTE_NONE,
     )
     src = _Source(path, frame, np.arange(len(frame), dtype=np.int64) + 1)
@@ -664,8 +675,15 @@ def load_ml1m(root: Path | None = None) -> Dataset:
 
 def _read_index_map(path: Path, what: str) -> Vocabulary:
     """`external_id \\t index` lines -> vocabulary in index order (indices must be 0..n-1)."""
-    text, _ = _read_text(_require_file(path))
-    frame = pd.read_csv(io.StringIO(text), sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE)
+    text = _read_text(_require_file(path))
+    frame = pd.read_csv(
+        io.StringIO(text),
+        sep="\t",
+        header=None,
+        dtype=str,
+        keep_default_na=False,
+        quoting=csv.QUOTE_NONE,
+    )
     if frame.shape[1] != 2:
         raise DataError(
             f"expected 2 tab-separated columns (id, index), got {frame.shape[1]}", path=str(path)
@@ -900,6 +918,10 @@ def load_table(
                 item_table[col] = _split_categories(item_table[col], "|")
         if "genres" in item_table.columns and "categories" not in item_table.columns:
             item_table = item_table.rename(columns={"genres": "categories"})
+        skip = {"item_id", "title", "categories", "genres"}
+        for col in item_table.columns:
+            if col not in skip:
+                item_table[col] = _infer_numeric(item_table[col])
         item_vocab = Vocabulary(item_table["item_id"].to_numpy(dtype=object))
     inter, users, items = _assemble(
         src,
@@ -913,6 +935,22 @@ def load_table(
         item_table = pd.DataFrame({"item_id": items.ids})
     _repeat_note(report, inter, len(items))
     return Dataset(name or path.stem, inter, users, items, item_table, None, report)
+
+
+def _infer_numeric(series: pd.Series) -> pd.Series:
+    """Text columns (CSV/TSV) that hold only numbers become numeric: Int64 or float."""
+    if pd.api.types.is_numeric_dtype(series.dtype) or len(series) == 0:
+        return series
+    present = series.dropna()
+    if not len(present) or not all(isinstance(v, str) for v in present.iloc[:1]):
+        return series
+    nums = pd.to_numeric(present, errors="coerce")
+    if nums.isna().any():
+        return series
+    out = pd.to_numeric(series, errors="coerce")
+    if not present.str.contains(r"[.eE]", regex=True).any():
+        return out.astype("Int64")
+    return out
 
 
 def _holds_lists(series: pd.Series) -> bool:
@@ -933,8 +971,7 @@ def _atomic_name(folder: Path) -> str | None:
     found = sorted(
         p
         for p in folder.glob("*.inter")
-        if p.name.count(".") == 1
-        or not p.name.endswith((".train.inter", ".valid.inter", ".test.inter"))
+        if not p.name.endswith((".train.inter", ".valid.inter", ".test.inter"))
     )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
@@ -956,7 +993,7 @@ def load_dataset(spec: str, **options: Any) -> Dataset:
         "ml-100k": lambda: load_ml100k(**options),
         "ml-1m": lambda: load_ml1m(**options),
         "amazon-scientific": lambda: load_amazon_unisrec(
-            options.pop("root", shared_data_dir() / "amazon-scientific"), **options
+            options.pop("root", None) or shared_data_dir() / "amazon-scientific", **options
         ),
     }
     if key in loaders:
@@ -982,7 +1019,8 @@ def load_dataset(spec: str, **options: Any) -> Dataset:
         if suffix in _TABLE_SUFFIXES:
             return load_table(path, **options)
         raise DataError(
-            f"unsupported file type '{suffix}' (use .txt sequences or {', '.join(_TABLE_SUFFIXES)})",
+            f"unsupported file type '{suffix}' "
+            f"(use .txt sequences or {', '.join(_TABLE_SUFFIXES)})",
             path=str(path),
         )
     known = ", ".join(f"{k} ({v})" for k, v in KNOWN_DATASETS.items())

@@ -71,7 +71,7 @@ def test_load_rejects_non_artifact(tmp_path) -> None:
 
 
 def test_unknown_parameter_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="valid: l2, max_items"):
+    with pytest.raises(ConfigError, match="valid: half_life, l2, max_items"):
         create_model("ease", lamda=3)
     with pytest.raises(ConfigError, match="unknown model"):
         create_model("nope")
@@ -118,3 +118,19 @@ def test_history_must_match_shape(tiny) -> None:
     m = EASE().fit(tiny)
     with pytest.raises(RecsageError, match="shape"):
         m.score(np.array([0]), history=sp.csr_matrix((1, 3)))
+
+
+def test_recency_matrix_weights_by_hand(tiny) -> None:
+    w = tiny.recency_matrix(half_life=1.0).toarray()
+    a = tiny.users.index_of("a")  # i0, i1, i2, i3 in time order
+    assert w[a, :4] == pytest.approx([0.125, 0.25, 0.5, 1.0])
+    assert w[a, 4] == 0.0
+
+
+def test_ease_half_life_scores_recent_history(tiny, tmp_path) -> None:
+    m = EASE(l2=2.0, half_life=1.0).fit(tiny)
+    users = np.arange(tiny.n_users)
+    expected = tiny.recency_matrix(1.0).toarray() @ m.weights
+    assert m.score(users) == pytest.approx(expected, abs=1e-5)
+    m.save(tmp_path / "e")
+    np.testing.assert_array_equal(Recommender.load(tmp_path / "e").score(users), m.score(users))

@@ -201,20 +201,41 @@ def evaluate(
         typer.Option(help="Rank against N sampled negatives instead (labelled 'sampled')."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write JSON/Markdown/PNG reports here.")] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate a pipeline spec (TOML) instead of single models."),
+    ] = None,
     user_col: UserColOpt = "user_id",
     item_col: ItemColOpt = "item_id",
     time_col: TimeColOpt = "timestamp",
     value_col: ValueColOpt = None,
     items: ItemsOpt = None,
 ) -> None:
-    """Fit models and evaluate them under full ranking (leave-one-out by default)."""
+    """Fit models (or a pipeline) and evaluate under full ranking (leave-one-out by default)."""
     from recsage.evaluation.report import rich_table, write_reports
 
-    names = _model_list(models)
     ds = _load(
         dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
         items=items,
     )  # fmt: skip
+    if pipeline is not None:
+        if split != "loo":
+            raise ConfigError("--pipeline is evaluated with --split loo (its protocol)")
+        from recsage.pipeline.evaluation import evaluate_pipeline
+        from recsage.pipeline.pipeline import Pipeline
+
+        pipe = Pipeline.from_toml(pipeline)
+        with console.status("fitting the pipeline (channels, then learned stages)…"):
+            pipe.fit(ds, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        report = evaluate_pipeline(pipe, ds)
+        results = [report.result]
+        console.print(rich_table(results, title=f"{ds.name}: pipeline {pipeline.name}, loo, full"))
+        console.print(report.stage_table())
+        if out is not None:
+            paths = write_reports(results, out, dataset=ds.describe())
+            console.print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
+        return
+    names = _model_list(models)
     sp_, results = _run(ds, names, split, param or [], sampled)
     ranking = results[0].protocol["ranking"]
     console.print(rich_table(results, title=f"{ds.name}: {sp_.name}, {ranking} ranking"))
@@ -233,22 +254,34 @@ def train(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")
     ] = None,
+    pipeline: Annotated[
+        Path | None, typer.Option(help="Train this pipeline spec (TOML) instead of one model.")
+    ] = None,
     user_col: UserColOpt = "user_id",
     item_col: ItemColOpt = "item_id",
     time_col: TimeColOpt = "timestamp",
     value_col: ValueColOpt = None,
     items: ItemsOpt = None,
 ) -> None:
-    """Fit one model on all interactions of a dataset and save it."""
+    """Fit one model (or a pipeline spec) on a dataset and save it."""
     from recsage.evaluation.runner import parse_params
     from recsage.models.registry import create_model
 
-    _model_list(model)
-    params = parse_params([f"{model}.{p}" for p in (param or [])]).get(model, {})
     ds = _load(
         dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
         items=items,
     )  # fmt: skip
+    if pipeline is not None:
+        from recsage.pipeline.pipeline import Pipeline
+
+        pipe = Pipeline.from_toml(pipeline)
+        with console.status("fitting the pipeline…"):
+            pipe.fit(ds, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        pipe.save(out)
+        console.print(f"saved pipeline {pipeline.name} to {out}")
+        return
+    _model_list(model)
+    params = parse_params([f"{model}.{p}" for p in (param or [])]).get(model, {})
     with console.status(f"fitting {model} on {len(ds.interactions):,} interactions…"):
         m = create_model(model, **params).fit(ds)
     m.save(out)
@@ -257,15 +290,34 @@ def train(
 
 @app.command()
 def recommend(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Saved model directory.")],
     user: Annotated[str, typer.Option("--user", "-u", help="External user id.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Saved model directory.")
+    ] = None,
+    pipeline: Annotated[
+        Path | None, typer.Option("--pipeline", help="Saved pipeline directory.")
+    ] = None,
     n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
 ) -> None:
-    """Top-n items for a user from a saved model (seen items excluded)."""
+    """Top-n items for a user from a saved model or pipeline (seen items excluded)."""
     from recsage.models.base import Recommender
 
     if n < 1:
         raise ConfigError("-n must be >= 1")
+    if (model is None) == (pipeline is None):
+        raise ConfigError("give exactly one of --model DIR or --pipeline DIR")
+    if pipeline is not None:
+        from recsage.pipeline.pipeline import Pipeline, Query
+
+        recs = Pipeline.load(pipeline).run(Query(user=user, n=n))
+        table = Table(title=f"top-{n} for user {user} (pipeline)")
+        for col in ("rank", "item", "title", "score", "found by"):
+            table.add_column(col)
+        for r in recs:
+            table.add_row(str(r.rank), r.item, r.title, f"{r.score:.3f}", ",".join(r.sources))
+        console.print(table)
+        return
+    assert model is not None
     m = Recommender.load(model)
     assert m.users is not None and m.items is not None
     u = m.users.index_of(user, what="user")
@@ -280,6 +332,61 @@ def recommend(
         if i < 0:
             break
         table.add_row(str(rank), str(m.items.ids[i]), str(titles[i]), f"{s:.4f}")
+    console.print(table)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What you are looking for, in your own words.")],
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Blend in this user's taste.")
+    ] = None,
+    dataset: DatasetOpt = "ml-100k",
+    pipeline: Annotated[
+        Path | None, typer.Option(help="Use a saved pipeline's catalogue and vectors.")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
+    personal_weight: Annotated[
+        float, typer.Option(help="Weight of the user's taste when --user is given.")
+    ] = 0.3,
+) -> None:
+    """Semantic search of the catalogue for free text (offline, pretrained MiniLM)."""
+    from recsage.retrieval.search import semantic_search
+
+    if n < 1:
+        raise ConfigError("-n must be >= 1")
+    if pipeline is not None:
+        from recsage.pipeline.pipeline import Pipeline
+
+        pipe = Pipeline.load(pipeline)
+        vectors, encoder = pipe.resources.item_text_vectors, pipe.resources.text_encoder
+        if vectors is None:
+            raise ConfigError(f"pipeline {pipeline} was trained without text vectors")
+        titles, items_vocab, users_vocab = pipe.item_titles(), pipe.items, pipe.users
+        seqs = pipe.sequences
+    else:
+        from recsage.encoders.text import TextEncoder, encode_dataset_items
+        from recsage.pipeline.pipeline import _default_cache_dir
+
+        ds = _load(dataset)
+        encoder = TextEncoder(cache_dir=_default_cache_dir())
+        with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
+            vectors = encode_dataset_items(encoder, ds)
+        titles, items_vocab, users_vocab = _display_titles(ds), ds.items, ds.users
+        seqs = ds.sequences() if user is not None else []
+    history = None
+    if user is not None:
+        assert users_vocab is not None
+        history = seqs[users_vocab.index_of(user, what="user")]
+    assert items_vocab is not None
+    found, scores = semantic_search(
+        query, vectors, encoder, k=n, user_history=history, personal_weight=personal_weight
+    )
+    table = Table(title=f"search: {query!r}" + (f" for user {user}" if user else ""))
+    for col in ("rank", "item", "title", "score"):
+        table.add_column(col)
+    for rank, (i, s) in enumerate(zip(found, scores, strict=True), start=1):
+        table.add_row(str(rank), str(items_vocab.ids[i]), str(titles[i]), f"{s:.3f}")
     console.print(table)
 
 

@@ -96,4 +96,4 @@ def test_unknown_model_and_bad_param(csv_dir: Path) -> None:
     res = recsage("evaluate", "--models", "nope", cwd=csv_dir)
     assert res.returncode == 2 and "unknown model 'nope'" in res.stderr
     res = recsage("evaluate", "--models", "ease", "-p", "ease.l3=1", cwd=csv_dir)
-    assert res.returncode == 2 and "valid: l2" in res.stderr
+    assert res.returncode == 2 and "valid: half_life, l2" in res.stderr

@@ -1,0 +1,487 @@
+"""`Pipeline`: channels → merge → stages, built from a TOML spec; one object for the CLI,
+the service, batch jobs and offline evaluation.
+
+Training protocol: channels are fitted on every interaction except each user's last two;
+learned stages are trained on the second-last interactions (held out from the channels),
+with negatives drawn from the candidate lists themselves. Serving uses full histories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsage import __version__
+from recsage.data.schema import Dataset
+from recsage.data.splits import Split, leave_one_out
+from recsage.data.vocab import Vocabulary
+from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.pipeline.candidates import CandidateBatch
+from recsage.pipeline.channels import (
+    Channel,
+    ModelChannel,
+    QueryBatch,
+    Resources,
+    create_channel,
+)
+from recsage.pipeline.features import ItemStats, candidate_features
+from recsage.pipeline.merge import merge_channels
+from recsage.pipeline.stages import LearnedStage, Stage, StageContext, create_stage
+from recsage.pipeline.training import (
+    concat_ranking_data,
+    label_matrix,
+    last_items,
+    ranking_data,
+    sample_training_slots,
+)
+
+SPEC_FILE = "pipeline.toml"
+MANIFEST = "manifest.json"
+HISTORY_LEN = 20
+
+
+@dataclass
+class Query:
+    """One request: a known user and/or an explicit history, optional free text, `n`."""
+
+    user: str | None = None
+    history: list[str] | None = None
+    text: str | None = None
+    n: int = 10
+    exclude: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Recommendation:
+    item: str
+    title: str
+    score: float
+    rank: int
+    sources: list[str]
+
+
+@dataclass
+class Trace:
+    """Per-stage snapshots and timings of one batch run (for diagnostics)."""
+
+    stages: dict[str, np.ndarray] = field(default_factory=dict)  # stage -> items (B, N)
+    seconds: dict[str, float] = field(default_factory=dict)
+    channels: dict[str, np.ndarray] = field(default_factory=dict)  # channel -> items (B, n)
+
+
+def _default_cache_dir() -> Path:
+    root = os.environ.get("RECSAGE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "recsage"
+    return base / "embeddings"
+
+
+class Pipeline:
+    """A configured recommender: retrieval channels, a merger and ranking stages."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = _normalise_spec(spec)
+        self.channels: list[Channel] = [create_channel(c) for c in self.spec["channels"]]
+        names = [c.name for c in self.channels]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"channel names must be unique, got {names}")
+        self.stages: list[Stage] = [create_stage(s) for s in self.spec["stages"]]
+        self.resources = Resources()
+        self.items: Vocabulary | None = None
+        self.users: Vocabulary | None = None
+        self.item_table: pd.DataFrame | None = None
+        self.sequences: list[np.ndarray] = []
+        self.stats: ItemStats | None = None
+        self.data_fingerprint = ""
+        self.fit_seconds: dict[str, float] = {}
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Pipeline:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"pipeline spec {path} does not exist")
+        try:
+            spec = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        return cls(spec)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items) if self.items is not None else 0
+
+    @property
+    def model_channels(self) -> list[ModelChannel]:
+        return [c for c in self.channels if isinstance(c, ModelChannel)]
+
+    # ---- training -----------------------------------------------------------------
+    def fit(self, dataset: Dataset, *, log: Any = None) -> Pipeline:
+        """Fit channels on all but the last two interactions per user, learned stages on
+        the second-last ones; keep full histories for serving."""
+        say = log or (lambda *_: None)
+        self.items, self.users = dataset.items, dataset.users
+        self.item_table = dataset.item_table
+        self.sequences = dataset.sequences()
+        self.data_fingerprint = dataset.fingerprint()
+        loo = leave_one_out(dataset)
+        self._prepare_resources(dataset, say)
+        self.fit_on(loo.valid.train, say=say)
+        if any(isinstance(s, LearnedStage) for s in self.stages):
+            self.train_stages(loo.valid, say=say)
+        return self
+
+    def _prepare_resources(self, dataset: Dataset, say: Any) -> None:
+        text = self.spec["text"]
+        if not text.get("enabled", True):
+            return
+        from recsage.encoders.text import TextEncoder, encode_dataset_items
+
+        t0 = time.perf_counter()
+        cache = Path(text["cache_dir"]) if text.get("cache_dir") else _default_cache_dir()
+        enc = TextEncoder(text.get("model") or None, cache_dir=cache)
+        self.resources.text_encoder = enc
+        self.resources.item_text_vectors = encode_dataset_items(enc, dataset)
+        self.fit_seconds["text"] = time.perf_counter() - t0
+        say(f"item text vectors: {self.resources.item_text_vectors.shape}")
+
+    def fit_on(self, train: Dataset, *, say: Any = None) -> None:
+        """Fit every channel on `train` (and the item statistics features use)."""
+        say = say or (lambda *_: None)
+        self.stats = ItemStats.from_dataset(train)
+        for ch in self.channels:
+            t0 = time.perf_counter()
+            ch.fit(train, self.resources)
+            secs = time.perf_counter() - t0
+            self.fit_seconds[f"channel:{ch.name}"] = secs
+            say(f"fitted channel {ch.name} ({ch.kind}) in {secs:.1f}s")
+
+    def train_stages(self, valid: Split, *, say: Any = None, batch_size: int = 512) -> None:
+        """Train learned stages on `valid`'s targets using candidates from `valid.train`."""
+        say = say or (lambda *_: None)
+        seqs = valid.train.sequences()
+        users = valid.users
+        learned = [i for i, s in enumerate(self.stages) if isinstance(s, LearnedStage)]
+        for idx in learned:
+            stage = self.stages[idx]
+            assert isinstance(stage, LearnedStage)
+            t0 = time.perf_counter()
+            parts = []
+            for lo in range(0, len(users), batch_size):
+                u = users[lo : lo + batch_size]
+                batch = QueryBatch(u, [seqs[i] for i in u], self.n_items)
+                cands, ctx, _ = self._run_until(batch, idx)
+                labels = label_matrix(cands, valid.targets[u])
+                slots = sample_training_slots(
+                    labels, cands.valid, negatives=stage.config.negatives,
+                    seed=stage.config.seed + lo,
+                )  # fmt: skip
+                data, _ = ranking_data(
+                    cands, ctx, labels=labels, rows_mask=slots, n_items=self.n_items
+                )
+                parts.append(data)
+            data = concat_ranking_data(parts)
+            rng = np.random.default_rng(stage.config.seed)
+            n_groups = int(data.group.max()) + 1 if len(data.group) else 0
+            if n_groups < 10:
+                raise RecsageError(
+                    f"stage '{stage.name}': only {n_groups} training lists contain their target; "
+                    "widen the channels or the earlier stages' `keep`"
+                )
+            is_val = rng.random(n_groups) < 0.15
+            train_d, val_d = data.subset(~is_val), data.subset(is_val)
+            stage.ranker = stage.make_ranker()
+            stage.ranker.fit(train_d, val_d)
+            self.fit_seconds[f"stage:{stage.name}"] = time.perf_counter() - t0
+            say(
+                f"trained stage {stage.name} ({stage.config.learner}, {stage.config.objective}) "
+                f"on {n_groups:,} lists in {self.fit_seconds[f'stage:{stage.name}']:.1f}s"
+            )
+
+    # ---- running --------------------------------------------------------------------
+    def _retrieve(self, batch: QueryBatch, trace: Trace | None) -> CandidateBatch:
+        outputs = []
+        full_scores: dict[str, np.ndarray] = {}
+        for ch in self.channels:
+            t0 = time.perf_counter()
+            if isinstance(ch, ModelChannel) and ch.index is None:
+                from recsage.pipeline.channels import _exclude_top
+
+                s = ch.scores(batch)
+                full_scores[ch.name] = s
+                items, scores = _exclude_top(s, batch, ch.n)
+            else:
+                items, scores = ch.retrieve(batch, ch.n)
+            outputs.append((ch.name, items, scores))
+            if trace is not None:
+                trace.seconds[f"channel:{ch.name}"] = time.perf_counter() - t0
+                trace.channels[ch.name] = items
+        t0 = time.perf_counter()
+        merge = self.spec["merge"]
+        cands = merge_channels(
+            outputs, max_candidates=int(merge["max_candidates"]), quotas=merge.get("quotas", {})
+        )
+        rows = np.repeat(np.arange(cands.shape[0]), cands.shape[1]).reshape(cands.shape)
+        for name, s in full_scores.items():
+            col = s[rows, np.maximum(cands.items, 0)]
+            cands.scores[f"{name}_full"] = np.where(cands.valid, col, np.nan).astype(np.float32)
+        if trace is not None:
+            trace.seconds["merge"] = time.perf_counter() - t0
+            trace.stages["merge"] = cands.items.copy()
+        return cands
+
+    def _context(self, cands: CandidateBatch, batch: QueryBatch) -> StageContext:
+        assert self.stats is not None
+        ctx = StageContext(
+            item_vectors=self.resources.item_text_vectors,
+            item_category=self.stats.first_category,
+            histories=last_items(batch.sequences, HISTORY_LEN),
+        )
+        if any(s.needs_features for s in self.stages):
+            extra = tuple(f"{c.name}_full" for c in self.model_channels if c.index is None)
+            ctx.features, ctx.feature_names = candidate_features(
+                cands, batch, self.stats,
+                channel_names=cands.channel_names,
+                text_vectors=self.resources.item_text_vectors,
+                extra_scores=extra,
+            )  # fmt: skip
+        return ctx
+
+    def _run_until(
+        self, batch: QueryBatch, stop: int, trace: Trace | None = None
+    ) -> tuple[CandidateBatch, StageContext, Trace | None]:
+        cands = self._retrieve(batch, trace)
+        for stage in self.stages[:stop]:
+            cands = self._apply(stage, cands, batch, trace)
+        t0 = time.perf_counter()
+        ctx = self._context(cands, batch)
+        if trace is not None:
+            trace.seconds["features"] = (
+                trace.seconds.get("features", 0.0) + time.perf_counter() - t0
+            )
+        return cands, ctx, trace
+
+    def _apply(
+        self, stage: Stage, cands: CandidateBatch, batch: QueryBatch, trace: Trace | None
+    ) -> CandidateBatch:
+        t0 = time.perf_counter()
+        ctx = self._context(cands, batch) if stage.needs_features else StageContext(
+            item_vectors=self.resources.item_text_vectors,
+            item_category=self.stats.first_category if self.stats else None,
+        )  # fmt: skip
+        out = stage.apply(cands, ctx)
+        if trace is not None:
+            trace.seconds[f"stage:{stage.name}"] = time.perf_counter() - t0
+            trace.stages[stage.name] = out.items.copy()
+        return out
+
+    def run_batch(
+        self, batch: QueryBatch, *, trace: bool = False
+    ) -> tuple[CandidateBatch, Trace | None]:
+        """Run every stage on a batch of queries."""
+        if self.stats is None:
+            raise RecsageError("pipeline is not fitted; call fit() or Pipeline.load()")
+        tr = Trace() if trace else None
+        cands = self._retrieve(batch, tr)
+        for stage in self.stages:
+            cands = self._apply(stage, cands, batch, tr)
+        return cands, tr
+
+    def query_batch(self, query: Query) -> QueryBatch:
+        """Resolve external ids of a query into a one-row batch."""
+        assert self.items is not None and self.users is not None
+        user = -1
+        seq = np.zeros(0, np.int64)
+        if query.user is not None:
+            if query.user in self.users:
+                user = self.users.index_of(query.user)
+                seq = self.sequences[user]
+            elif query.history is None and not query.text:
+                raise RecsageError(
+                    f"unknown user '{query.user}': pass a history or a text query for new users"
+                )
+        if query.history is not None:
+            seq = self.items.encode(query.history, what="item")
+        return QueryBatch(np.array([user]), [seq], self.n_items, texts=[query.text])
+
+    def run(self, query: Query) -> list[Recommendation]:
+        """Recommendations for one query, with the channels that found each item."""
+        if query.n < 1:
+            raise ConfigError("n must be >= 1")
+        batch = self.query_batch(query)
+        cands, _ = self.run_batch(batch)
+        assert self.items is not None
+        titles = self.item_titles()
+        excluded = set(self.items.lookup(query.exclude).tolist()) if query.exclude else set()
+        out: list[Recommendation] = []
+        last = self.stages[-1].name if self.stages else None
+        for j in range(cands.shape[1]):
+            i = int(cands.items[0, j])
+            if i < 0 or i in excluded:
+                continue
+            score = float(cands.scores[last][0, j]) if last else float(cands.shape[1] - j)
+            out.append(
+                Recommendation(
+                    item=str(self.items.ids[i]), title=str(titles[i]), score=score,
+                    rank=len(out) + 1, sources=cands.row_sources(0, j),
+                )
+            )  # fmt: skip
+            if len(out) >= query.n:
+                break
+        return out
+
+    def item_titles(self) -> np.ndarray:
+        assert self.items is not None
+        if self.item_table is not None and "title" in self.item_table.columns:
+            t = self.item_table["title"].astype(object).to_numpy(copy=True)
+            miss = pd.isna(t)
+            t[miss] = self.items.ids[miss]
+            return t
+        return self.items.ids
+
+    def scorer(self, histories: list[np.ndarray], *, batch_size: int = 512):
+        """A callable for `evaluate`: full-catalogue scores, -inf outside the final list."""
+
+        def score(users: np.ndarray, history: Any = None) -> np.ndarray:
+            out = []
+            for lo in range(0, len(users), batch_size):
+                u = users[lo : lo + batch_size]
+                batch = QueryBatch(u, [histories[i] for i in u], self.n_items)
+                cands, _ = self.run_batch(batch)
+                out.append(cands.to_score_matrix(self.n_items))
+            return np.concatenate(out)
+
+        return score
+
+    # ---- persistence ----------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Directory with the spec, manifest, item table, histories and fitted parts."""
+        import tomli_w
+        from safetensors.numpy import save_file
+
+        if self.stats is None or self.items is None or self.users is None:
+            raise RecsageError("cannot save an unfitted pipeline")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / SPEC_FILE).write_text(tomli_w.dumps(self.spec))
+        lengths = np.array([len(s) for s in self.sequences], np.int64)
+        arrays = {
+            "seq.lengths": lengths,
+            "seq.items": np.concatenate(self.sequences).astype(np.int64)
+            if len(self.sequences) else np.zeros(0, np.int64),
+        }  # fmt: skip
+        if self.resources.item_text_vectors is not None:
+            arrays["item_text_vectors"] = self.resources.item_text_vectors
+        arrays |= self.stats.arrays()
+        save_file(arrays, str(path / "resources.safetensors"))
+        assert self.item_table is not None
+        self.item_table.to_parquet(path / "items.parquet")
+        for ch in self.channels:
+            d = path / "channels" / ch.name
+            d.mkdir(parents=True, exist_ok=True)
+            state = ch.state()
+            if state:
+                save_file(
+                    {k: np.ascontiguousarray(v) for k, v in state.items()},
+                    str(d / "state.safetensors"),
+                )
+            if isinstance(ch, ModelChannel):
+                ch.model.save(d / "model")
+        for st in self.stages:
+            st.save(path / "stages" / st.name)
+        manifest = {
+            "format": "recsage-pipeline/1",
+            "package_version": __version__,
+            "data_fingerprint": self.data_fingerprint,
+            "encoder_fingerprint": getattr(self.resources.text_encoder, "fingerprint", None),
+            "users": self.users.ids.tolist(),
+            "items": self.items.ids.tolist(),
+            "fit_seconds": self.fit_seconds,
+        }
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Pipeline:
+        """Load a saved pipeline; needs nothing but the directory (and the text model)."""
+        from safetensors.numpy import load_file
+
+        from recsage.models.base import Recommender
+
+        path = Path(path)
+        if not (path / MANIFEST).exists() or not (path / SPEC_FILE).exists():
+            raise ArtifactError(
+                f"{path}: not a recsage pipeline (missing {MANIFEST} or {SPEC_FILE})"
+            )
+        manifest = json.loads((path / MANIFEST).read_text())
+        if manifest.get("format") != "recsage-pipeline/1":
+            raise ArtifactError(f"{path}: unsupported format {manifest.get('format')!r}")
+        p = cls(tomllib.loads((path / SPEC_FILE).read_text()))
+        p.items = Vocabulary(manifest["items"])
+        p.users = Vocabulary(manifest["users"])
+        p.data_fingerprint = manifest.get("data_fingerprint", "")
+        p.fit_seconds = manifest.get("fit_seconds", {})
+        res = load_file(str(path / "resources.safetensors"))
+        bounds = np.concatenate([[0], np.cumsum(res["seq.lengths"])])
+        p.sequences = [res["seq.items"][bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+        p.item_table = pd.read_parquet(path / "items.parquet")
+        if "categories" in p.item_table.columns:
+            p.item_table["categories"] = [
+                list(c) if c is not None else [] for c in p.item_table["categories"]
+            ]
+        if "item_text_vectors" in res:
+            p.resources.item_text_vectors = res["item_text_vectors"]
+            from recsage.encoders.text import TextEncoder
+
+            text = p.spec["text"]
+            cache = Path(text["cache_dir"]) if text.get("cache_dir") else _default_cache_dir()
+            p.resources.text_encoder = TextEncoder(text.get("model") or None, cache_dir=cache)
+        p.stats = ItemStats.from_arrays(res)
+        for ch in p.channels:
+            d = path / "channels" / ch.name
+            state = (
+                load_file(str(d / "state.safetensors"))
+                if (d / "state.safetensors").exists()
+                else {}
+            )
+            if isinstance(ch, ModelChannel):
+                ch.model = Recommender.load(d / "model")
+                ch._build_index()
+            else:
+                ch.load_state(state, p.resources)
+        for st in p.stages:
+            if (path / "stages" / st.name).exists():
+                st.load(path / "stages" / st.name)
+        return p
+
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "pipeline": {"name": "default"},
+    "text": {"enabled": True},
+    "merge": {"max_candidates": 300},
+    "channels": [],
+    "stages": [],
+}
+
+
+def _normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    known = set(DEFAULT_SPEC)
+    bad = sorted(set(spec) - known)
+    if bad:
+        raise ConfigError(
+            f"pipeline spec: unknown section(s) {', '.join(bad)}; known: {sorted(known)}"
+        )
+    out = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in DEFAULT_SPEC.items()}
+    for k, v in spec.items():
+        base = out[k]
+        out[k] = {**base, **v} if isinstance(base, dict) else list(v)
+    if not out["channels"]:
+        raise ConfigError("pipeline spec: at least one [[channels]] entry is required")
+    return out

@@ -67,10 +67,13 @@ class Channel(ABC):
     """fit(data, resources) then retrieve(batch, n) -> (items (B, n), scores (B, n))."""
 
     kind: ClassVar[str]
+    #: True for channels that read the live item vectors and so see items added after fit
+    grows: ClassVar[bool] = False
 
     def __init__(self, name: str, *, n: int = 100, **params: Any) -> None:
         self.name = name
         self.n = int(n)
+        self.n_items_fitted = 0
         cfg_cls = getattr(self, "Config", None)
         if cfg_cls is None:
             if params:
@@ -264,6 +267,7 @@ class TextChannel(Channel):
     """Semantic neighbours: cosine between item text vectors and the mean of recent ones."""
 
     kind = "text"
+    grows = True
 
     @dataclass
     class Config:
@@ -272,14 +276,16 @@ class TextChannel(Channel):
     def fit(self, data: Dataset, resources: Resources) -> None:
         if resources.item_text_vectors is None:
             raise RecsageError(f"text channel '{self.name}' needs item text vectors")
-        self.vectors = resources.item_text_vectors
+        self.resources = resources
 
     def retrieve(self, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self.resources.item_text_vectors
+        assert vectors is not None
         recent = [s[-self.config.recent :] for s in batch.sequences]
         h = history_matrix(recent, batch.n_items, half_life=3.0)
-        prof = np.asarray(h @ self.vectors)
+        prof = np.asarray(h @ vectors)
         prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
-        scores = prof @ self.vectors.T
+        scores = prof @ vectors.T
         scores[np.asarray(h.sum(axis=1)).ravel() == 0] = -np.inf
         return _exclude_top(scores.astype(np.float32), batch, n)
 
@@ -291,6 +297,7 @@ class QueryChannel(Channel):
     """Natural-language query: cosine between the encoded query text and item text vectors."""
 
     kind = "query"
+    grows = True
 
     def fit(self, data: Dataset, resources: Resources) -> None:
         if resources.item_text_vectors is None:

@@ -50,6 +50,14 @@ class ItemStats:
             year = np.zeros(data.n_items, np.float32)
         return cls(np.log1p(pop), cats.tocsr().astype(np.float32), first, year, len(vocab) + 1)
 
+    def extend(self, n_new: int) -> None:
+        """Room for `n_new` items added after training: no popularity, category or year."""
+        self.log_popularity = np.concatenate([self.log_popularity, np.zeros(n_new, np.float32)])
+        self.first_category = np.concatenate([self.first_category, np.zeros(n_new, np.int64)])
+        self.year = np.concatenate([self.year, np.zeros(n_new, np.float32)])
+        pad = sp.csr_matrix((n_new, self.categories.shape[1]), dtype=np.float32)
+        self.categories = sp.vstack([self.categories, pad]).tocsr()
+
     def arrays(self) -> dict[str, np.ndarray]:
         """For safetensors persistence."""
         c = self.categories

@@ -159,6 +159,7 @@ class Pipeline:
         for ch in self.channels:
             t0 = time.perf_counter()
             ch.fit(train, self.resources)
+            ch.n_items_fitted = train.n_items
             secs = time.perf_counter() - t0
             self.fit_seconds[f"channel:{ch.name}"] = secs
             say(f"fitted channel {ch.name} ({ch.kind}) in {secs:.1f}s")
@@ -207,18 +208,25 @@ class Pipeline:
 
     # ---- running --------------------------------------------------------------------
     def _retrieve(self, batch: QueryBatch, trace: Trace | None) -> CandidateBatch:
+        from recsage.pipeline.channels import _exclude_top
+
         outputs = []
         full_scores: dict[str, np.ndarray] = {}
         for ch in self.channels:
             t0 = time.perf_counter()
+            view = batch
+            n_ch = self.n_items if ch.grows else ch.n_items_fitted
+            if n_ch < self.n_items:  # items added after training: this channel cannot see them
+                seqs = [s[s < n_ch] for s in batch.sequences]
+                view = QueryBatch(batch.users, seqs, n_ch, texts=batch.texts)
             if isinstance(ch, ModelChannel) and ch.index is None:
-                from recsage.pipeline.channels import _exclude_top
-
-                s = ch.scores(batch)
+                s = ch.scores(view)
+                items, scores = _exclude_top(s, view, ch.n)
+                if n_ch < self.n_items:
+                    s = np.pad(s, ((0, 0), (0, self.n_items - n_ch)), constant_values=-np.inf)
                 full_scores[ch.name] = s
-                items, scores = _exclude_top(s, batch, ch.n)
             else:
-                items, scores = ch.retrieve(batch, ch.n)
+                items, scores = ch.retrieve(view, ch.n)
             outputs.append((ch.name, items, scores))
             if trace is not None:
                 trace.seconds[f"channel:{ch.name}"] = time.perf_counter() - t0
@@ -360,6 +368,60 @@ class Pipeline:
 
         return score
 
+    # ---- live updates ---------------------------------------------------------------
+    def record_interaction(self, user: str, item: str) -> int:
+        """Append an interaction to the serving history (new users are created); the next
+        request for that user reflects it. Returns the user's history length."""
+        assert self.items is not None and self.users is not None
+        i = self.items.index_of(item, what="item")
+        if user not in self.users:
+            self.users = self.users.extend([user])
+            self.sequences.append(np.zeros(0, np.int64))
+        u = self.users.index_of(user)
+        self.sequences[u] = np.append(self.sequences[u], np.int64(i))
+        return len(self.sequences[u])
+
+    def add_items(self, table: pd.DataFrame) -> tuple[int, int]:
+        """Add or update items (column `item_id` plus text fields). New items get text
+        vectors at once, so text and query channels can recommend them immediately.
+        Returns (added, updated)."""
+        assert self.items is not None and self.item_table is not None and self.stats is not None
+        if "item_id" not in table.columns:
+            raise ConfigError("new items need an 'item_id' column")
+        ids = table["item_id"].astype(str).to_numpy()
+        if len(set(ids)) != len(ids):
+            raise ConfigError("duplicate item_id in the items to add")
+        known = self.items.lookup(ids) >= 0
+        rows = table.drop(columns=["item_id"]).reset_index(drop=True)
+        for col in rows.columns:
+            if col not in self.item_table.columns:
+                self.item_table[col] = None
+        upd_idx = self.items.lookup(ids[known])
+        for j, idx in zip(np.flatnonzero(known), upd_idx, strict=True):
+            for col in rows.columns:
+                self.item_table.at[int(idx), col] = rows.at[int(j), col]  # type: ignore[assignment]
+        new_ids = ids[~known]
+        if len(new_ids):
+            self.items = self.items.extend(new_ids)
+            add = rows[~known].reset_index(drop=True)
+            if "item_id" in self.item_table.columns:
+                add.insert(0, "item_id", new_ids)
+            add.index = np.arange(len(self.item_table), len(self.item_table) + len(add))
+            self.item_table = pd.concat([self.item_table, add], axis=0)
+            self.stats.extend(len(new_ids))
+        if self.resources.item_text_vectors is not None and self.resources.text_encoder is not None:
+            from recsage.encoders.text import ItemTextTemplate
+
+            changed = np.concatenate([upd_idx, self.items.lookup(new_ids)]).astype(np.int64)
+            texts = ItemTextTemplate().render(self.item_table.loc[changed])
+            vecs = self.resources.text_encoder.encode_items(texts)
+            old = self.resources.item_text_vectors
+            grown = np.zeros((self.n_items, old.shape[1]), np.float32)
+            grown[: len(old)] = old
+            grown[changed] = vecs
+            self.resources.item_text_vectors = grown
+        return len(new_ids), int(known.sum())
+
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Directory with the spec, manifest, item table, histories and fitted parts."""
@@ -404,6 +466,7 @@ class Pipeline:
             "users": self.users.ids.tolist(),
             "items": self.items.ids.tolist(),
             "fit_seconds": self.fit_seconds,
+            "channel_items": {ch.name: ch.n_items_fitted for ch in self.channels},
         }
         (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
         return path
@@ -445,6 +508,7 @@ class Pipeline:
             p.resources.text_encoder = TextEncoder(text.get("model") or None, cache_dir=cache)
         p.stats = ItemStats.from_arrays(res)
         for ch in p.channels:
+            ch.n_items_fitted = int(manifest.get("channel_items", {}).get(ch.name, p.n_items))
             d = path / "channels" / ch.name
             state = (
                 load_file(str(d / "state.safetensors"))

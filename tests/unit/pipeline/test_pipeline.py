@@ -1,0 +1,122 @@
+"""The Pipeline end to end on bundled ML-100K: fit, run, explainable sources, save/load,
+live updates and evaluation diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsage.data.loaders import load_dataset
+from recsage.data.splits import leave_one_out
+from recsage.errors import ConfigError, RecsageError
+from recsage.evaluation import evaluate
+from recsage.models import create_model
+from recsage.pipeline import Pipeline, Query
+from recsage.pipeline.evaluation import evaluate_pipeline
+
+SPEC = {
+    "text": {"enabled": False},
+    "merge": {"max_candidates": 200},
+    "channels": [
+        {"name": "ease", "kind": "model", "model": "ease", "n": 150,
+         "params": {"l2": 500.0, "half_life": 5.0}},
+        {"name": "cooc", "kind": "cooccurrence", "n": 80},
+        {"name": "pop", "kind": "popularity", "n": 40},
+    ],
+    "stages": [
+        {"name": "prerank", "kind": "rrf", "keep": 120},
+        {"name": "rank", "kind": "learned", "learner": "lgbm", "objective": "listwise",
+         "keep": 40, "params": {"n_estimators": 60}},
+        {"name": "rerank", "kind": "mmr", "lambda": 1.0, "keep": 20, "category_cap": 6},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    return load_dataset("ml-100k")
+
+
+@pytest.fixture(scope="module")
+def fitted(ml100k) -> Pipeline:
+    return Pipeline(SPEC).fit(ml100k)
+
+
+def test_run_returns_unseen_items_with_sources(fitted, ml100k) -> None:
+    recs = fitted.run(Query(user="1", n=10))
+    assert len(recs) == 10
+    seen = set(ml100k.items.decode(fitted.sequences[ml100k.users.index_of("1")]))
+    assert not {r.item for r in recs} & seen
+    assert [r.rank for r in recs] == list(range(1, 11))
+    for r in recs:
+        assert r.sources and set(r.sources) <= {"ease", "cooc", "pop"}
+
+
+def test_category_cap_holds(fitted, ml100k) -> None:
+    recs = fitted.run(Query(user="7", n=20))
+    first = fitted.stats.first_category[ml100k.items.lookup([r.item for r in recs])]
+    counts = np.bincount(first[first > 0])
+    assert counts.max(initial=0) <= 6
+
+
+def test_pipeline_beats_popularity_and_reports_stages(fitted, ml100k) -> None:
+    loo = leave_one_out(ml100k)
+    report = evaluate_pipeline(fitted, split=loo.test)
+    pop = evaluate(create_model("pop").fit(loo.test.train), loo.test)
+    assert report.result.metrics["ndcg@10"] > 1.5 * pop.metrics["ndcg@10"]
+    # recall can only fall (or stay) stage after stage
+    recalls = list(report.stage_recall.values())
+    assert recalls == sorted(recalls, reverse=True)
+    assert set(report.channel_recall) == {"ease", "cooc", "pop"}
+    assert report.stage_size["rank"] <= 40
+
+
+def test_save_load_gives_identical_recommendations(fitted, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "p")
+    back = Pipeline.load(tmp_path / "p")
+    for user in ("1", "42", "900"):
+        a = [(r.item, round(r.score, 5)) for r in fitted.run(Query(user=user, n=10))]
+        b = [(r.item, round(r.score, 5)) for r in back.run(Query(user=user, n=10))]
+        assert a == b
+
+
+def test_history_query_and_errors(fitted) -> None:
+    recs = fitted.run(Query(history=["50", "172", "181"], n=5))  # Star Wars trilogy
+    assert len(recs) == 5 and not {"50", "172", "181"} & {r.item for r in recs}
+    with pytest.raises(RecsageError, match="unknown user"):
+        fitted.run(Query(user="nobody"))
+    with pytest.raises(RecsageError, match="unknown item"):
+        fitted.run(Query(history=["no-such-item"]))
+
+
+def test_online_update_changes_next_request(ml100k, tmp_path: Path) -> None:
+    p = Pipeline(SPEC).fit(ml100k)
+    before = [r.item for r in p.run(Query(user="1", n=10))]
+    p.record_interaction("1", before[0])
+    after = [r.item for r in p.run(Query(user="1", n=10))]
+    assert before[0] not in after
+    p.record_interaction("new-user", "50")
+    assert len(p.run(Query(user="new-user", n=5))) == 5
+
+
+def test_add_items_extends_catalogue(ml100k) -> None:
+    p = Pipeline(SPEC).fit(ml100k)
+    added, updated = p.add_items(
+        pd.DataFrame({"item_id": ["zz-new", "1"], "title": ["Brand New", "Toy Story (renamed)"]})
+    )
+    assert (added, updated) == (1, 1)
+    assert p.item_titles()[p.items.index_of("1")] == "Toy Story (renamed)"
+    recs = p.run(Query(user="1", n=10))  # old channels still work with the bigger catalogue
+    assert len(recs) == 10
+
+
+def test_bad_specs_are_clear() -> None:
+    with pytest.raises(ConfigError, match="at least one"):
+        Pipeline({"channels": []})
+    with pytest.raises(ConfigError, match="unknown section"):
+        Pipeline({"channels": [{"kind": "popularity"}], "oops": {}})
+    with pytest.raises(ConfigError, match="unknown kind"):
+        Pipeline({"channels": [{"kind": "nope"}]})

@@ -114,14 +114,15 @@ def _run(dataset: Any, models: list[str], split: str, params: list[str], sampled
 
 
 def _model_list(models: str) -> list[str]:
-    from recsage.models.registry import MODELS
+    from recsage.models.registry import model_names
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise ConfigError("--models is empty; e.g. --models pop,ease")
+    known = model_names()
     for n in names:
-        if n not in MODELS:
-            raise ConfigError(f"unknown model '{n}'; known: {', '.join(sorted(MODELS))}")
+        if n not in known:
+            raise ConfigError(f"unknown model '{n}'; known: {', '.join(known)}")
     return names
 
 

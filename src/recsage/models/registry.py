@@ -19,10 +19,23 @@ def register(cls: type[Recommender]) -> type[Recommender]:
 
 def model_class(name: str) -> type[Recommender]:
     """The class registered under `name`, or a clear error listing the known ones."""
+    if name not in MODELS and name in LAZY:
+        import importlib
+
+        module = importlib.import_module(LAZY[name])
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Recommender) and obj.name == name:
+                MODELS[name] = obj
     try:
         return MODELS[name]
     except KeyError:
-        raise ConfigError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}") from None
+        known = ", ".join(sorted(set(MODELS) | set(LAZY)))
+        raise ConfigError(f"unknown model '{name}'; known: {known}") from None
+
+
+def model_names() -> list[str]:
+    """Every model name the registry can create (including lazily imported ones)."""
+    return sorted(set(MODELS) | set(LAZY))
 
 
 def create_model(name: str, **params: Any) -> Recommender:

@@ -52,6 +52,8 @@ class Resources:
 
     item_text_vectors: np.ndarray | None = None
     text_encoder: Any = None
+    #: the validation split while fitting (for channels that early-stop on it)
+    valid: Any = None
 
 
 def _exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -335,14 +337,20 @@ class ModelChannel(Channel):
         params: dict[str, Any] = field(default_factory=dict)
         index: str = ""
         half_life: float = 0.0
+        early_stopping: bool = False
 
     def fit(self, data: Dataset, resources: Resources) -> None:
+        import inspect
+
         from recsage.models.registry import create_model
 
         self.model = create_model(self.config.model, **self.config.params)
+        accepts = inspect.signature(self.model.fit).parameters
         fit_kwargs: dict[str, Any] = {}
-        if "item_text_vectors" in getattr(self.model, "fit_accepts", ()):
+        if "item_text_vectors" in accepts and resources.item_text_vectors is not None:
             fit_kwargs["item_text_vectors"] = resources.item_text_vectors
+        if "valid" in accepts and self.config.early_stopping and resources.valid is not None:
+            fit_kwargs["valid"] = resources.valid
         self.model.fit(data, **fit_kwargs)
         self._build_index()
 

@@ -133,7 +133,11 @@ class Pipeline:
         self.data_fingerprint = dataset.fingerprint()
         loo = leave_one_out(dataset)
         self._prepare_resources(dataset, say)
-        self.fit_on(loo.valid.train, say=say)
+        self.resources.valid = loo.valid
+        try:
+            self.fit_on(loo.valid.train, say=say)
+        finally:
+            self.resources.valid = None
         if any(isinstance(s, LearnedStage) for s in self.stages):
             self.train_stages(loo.valid, say=say)
         return self

@@ -9,6 +9,11 @@ from recsage.models.base import Recommender
 from recsage.models.baselines import ALS, EASE, ItemKNN, Popularity
 
 MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS)}
+#: models whose modules import torch: loaded on first use so `import recsage` stays light
+LAZY: dict[str, str] = {
+    "sasrec": "recsage.models.sasrec",
+    "two_tower": "recsage.models.two_tower",
+}
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:

@@ -1,0 +1,63 @@
+"""Learned ranking: grouped losses (pointwise / pairwise / listwise) and rankers."""
+
+from __future__ import annotations
+
+from recsage.ranking.learners import (
+    RANKERS,
+    DeepFMRanker,
+    DINConfig,
+    DINRanker,
+    FeatureSchema,
+    FMRanker,
+    LGBMConfig,
+    LGBMRanker,
+    MLPRankerConfig,
+    NFMRanker,
+    Ranker,
+    RankingData,
+    TorchRanker,
+    TorchRankerConfig,
+    create_ranker,
+    ranker_class,
+)
+from recsage.ranking.losses import (
+    LOSSES,
+    group_layout,
+    group_offsets,
+    grouped_ndcg,
+    lambda_loss,
+    listwise_softmax,
+    pad_groups,
+    pairwise_bpr,
+    pairwise_ranknet,
+    pointwise_bce,
+)
+
+__all__ = [
+    "LOSSES",
+    "RANKERS",
+    "DINConfig",
+    "DINRanker",
+    "DeepFMRanker",
+    "FMRanker",
+    "FeatureSchema",
+    "LGBMConfig",
+    "LGBMRanker",
+    "MLPRankerConfig",
+    "NFMRanker",
+    "Ranker",
+    "RankingData",
+    "TorchRanker",
+    "TorchRankerConfig",
+    "create_ranker",
+    "group_layout",
+    "group_offsets",
+    "grouped_ndcg",
+    "lambda_loss",
+    "listwise_softmax",
+    "pad_groups",
+    "pairwise_bpr",
+    "pairwise_ranknet",
+    "pointwise_bce",
+    "ranker_class",
+]

@@ -25,6 +25,8 @@ class Vocabulary:
             dup = index[index.duplicated()][0]
             raise RecsageError(f"vocabulary ids must be unique; '{dup}' appears more than once")
         self._index = index
+        self._ids = index.to_numpy(dtype=object)
+        self._ids.flags.writeable = False
 
     @classmethod
     def from_values(cls, values: Sequence[object] | np.ndarray) -> Vocabulary:
@@ -39,8 +41,8 @@ class Vocabulary:
 
     @property
     def ids(self) -> np.ndarray:
-        """External ids in index order (object array of str)."""
-        return self._index.to_numpy()
+        """External ids in index order (read-only object array of str)."""
+        return self._ids
 
     def lookup(self, external_ids: Sequence[object] | np.ndarray) -> np.ndarray:
         """Indices for ids; -1 where an id is unknown."""

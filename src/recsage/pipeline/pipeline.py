@@ -77,6 +77,19 @@ class Trace:
     channels: dict[str, np.ndarray] = field(default_factory=dict)  # channel -> items (B, n)
 
 
+_CONTROLLER: Any = None
+
+
+def _single_threaded() -> Any:
+    """Context that limits BLAS/OpenMP pools to one thread (cached controller)."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
+
+
 def _default_cache_dir() -> Path:
     root = os.environ.get("RECSAGE_CACHE_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "recsage"
@@ -328,7 +341,8 @@ class Pipeline:
         if query.n < 1:
             raise ConfigError("n must be >= 1")
         batch = self.query_batch(query)
-        cands, _ = self.run_batch(batch)
+        with _single_threaded():  # one query's matrices are too small to share out
+            cands, _ = self.run_batch(batch)
         assert self.items is not None
         titles = self.item_titles()
         excluded = set(self.items.lookup(query.exclude).tolist()) if query.exclude else set()
@@ -350,13 +364,19 @@ class Pipeline:
         return out
 
     def item_titles(self) -> np.ndarray:
+        """Display title per item (the id where there is none); cached until items change."""
         assert self.items is not None
+        cached = getattr(self, "_titles", None)
+        if cached is not None and len(cached) == self.n_items:
+            return cached
         if self.item_table is not None and "title" in self.item_table.columns:
             t = self.item_table["title"].astype(object).to_numpy(copy=True)
             miss = pd.isna(t)
             t[miss] = self.items.ids[miss]
-            return t
-        return self.items.ids
+        else:
+            t = np.array(self.items.ids, dtype=object)
+        self._titles = t
+        return t
 
     def scorer(self, histories: list[np.ndarray], *, batch_size: int = 512):
         """A callable for `evaluate`: full-catalogue scores, -inf outside the final list."""
@@ -371,6 +391,20 @@ class Pipeline:
             return np.concatenate(out)
 
         return score
+
+    def derive(self, spec: dict[str, Any]) -> Pipeline:
+        """A pipeline with another spec that reuses this one's fitted channels (by name),
+        resources and histories; learned stages still need `train_stages`. For ablations."""
+        other = Pipeline(spec)
+        fitted = {c.name: c for c in self.channels}
+        missing = [c.name for c in other.channels if c.name not in fitted]
+        if missing:
+            raise ConfigError(f"derive: channels {missing} are not fitted in this pipeline")
+        other.channels = [fitted[c.name] for c in other.channels]
+        other.resources, other.stats = self.resources, self.stats
+        other.items, other.users, other.item_table = self.items, self.users, self.item_table
+        other.sequences, other.data_fingerprint = self.sequences, self.data_fingerprint
+        return other
 
     # ---- live updates ---------------------------------------------------------------
     def record_interaction(self, user: str, item: str) -> int:
@@ -401,6 +435,7 @@ class Pipeline:
             if col not in self.item_table.columns:
                 self.item_table[col] = None
         upd_idx = self.items.lookup(ids[known])
+        self._titles = None
         for j, idx in zip(np.flatnonzero(known), upd_idx, strict=True):
             for col in rows.columns:
                 self.item_table.at[int(idx), col] = rows.at[int(j), col]  # type: ignore[assignment]

@@ -375,7 +375,7 @@ class Pipeline:
             t[miss] = self.items.ids[miss]
         else:
             t = np.array(self.items.ids, dtype=object)
-        self._titles = t
+        self._titles: np.ndarray | None = t
         return t
 
     def scorer(self, histories: list[np.ndarray], *, batch_size: int = 512):

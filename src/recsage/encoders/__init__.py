@@ -1,0 +1,30 @@
+"""Encoders: item/user text and behaviour -> float32 vectors with a cache-keying fingerprint.
+
+Heavy libraries (torch, sentence-transformers) load only when a model is first used.
+"""
+
+from __future__ import annotations
+
+from recsage.encoders.text import (
+    ENCODER_VERSION,
+    CacheStats,
+    EmbeddingCache,
+    ItemTextTemplate,
+    TextEncoder,
+    TextTemplate,
+    UserTextTemplate,
+    default_model_path,
+    encode_dataset_items,
+)
+
+__all__ = [
+    "ENCODER_VERSION",
+    "CacheStats",
+    "EmbeddingCache",
+    "ItemTextTemplate",
+    "TextEncoder",
+    "TextTemplate",
+    "UserTextTemplate",
+    "default_model_path",
+    "encode_dataset_items",
+]

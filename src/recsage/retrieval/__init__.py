@@ -1,0 +1,30 @@
+"""Candidate retrieval: vector indexes (exact NumPy oracle, FAISS flat/HNSW/IVF-PQ).
+
+FAISS is imported only when a FAISS index is built or loaded.
+"""
+
+from __future__ import annotations
+
+from recsage.retrieval.index import (
+    INDEX_KINDS,
+    ExactIndex,
+    FaissFlatIndex,
+    FaissHNSWIndex,
+    FaissIVFPQIndex,
+    VectorIndex,
+    l2_normalize,
+    load_index,
+    make_index,
+)
+
+__all__ = [
+    "INDEX_KINDS",
+    "ExactIndex",
+    "FaissFlatIndex",
+    "FaissHNSWIndex",
+    "FaissIVFPQIndex",
+    "VectorIndex",
+    "l2_normalize",
+    "load_index",
+    "make_index",
+]

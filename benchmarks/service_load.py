@@ -1,0 +1,331 @@
+"""Service load benchmark: `recsage serve` on loopback, `/v1/recommend` under bounded load.
+
+The pipeline is trained on MovieLens-1M (6,040 users, 3,416 items, 1M interactions) with
+**text disabled**: EASE (l2=200, 100 candidates) + popularity (50), RRF pre-rank to 20.
+The server runs as its own process (uvicorn, one worker, auth on, rate limit raised out of
+the way); the load generator is `wrk` (closed loop, fixed connections, random known users,
+n=10) or, without wrk, a Python asyncio + httpx generator in a separate process. Both run
+on the same machine, so they compete for its cores.
+
+    python benchmarks/service_load.py                      # 30 s at 8 connections
+    python benchmarks/service_load.py --duration 10 --connections 4 16
+
+Writes benchmarks/results/service_load.json (with a "markdown" table) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, machine_line
+
+SPEC: dict[str, Any] = {
+    "text": {"enabled": False},
+    "merge": {"max_candidates": 100},
+    "channels": [
+        {"name": "ease", "kind": "model", "model": "ease", "n": 100, "params": {"l2": 200.0}},
+        {"name": "pop", "kind": "popularity", "n": 50},
+    ],
+    "stages": [{"name": "prerank", "kind": "rrf", "keep": 20}],
+}
+TARGET_RPS, TARGET_P99_MS = 200.0, 50.0
+
+WRK_SCRIPT = """
+local users = {%(users)s}
+local key = "%(key)s"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. key
+math.randomseed(%(seed)d)
+request = function()
+  local u = users[math.random(#users)]
+  return wrk.format(nil, "/v1/recommend", nil, '{"user_id": "' .. u .. '", "n": 10}')
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "mean_us": %%f, "non2xx": %%d, "errors": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean, e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def train(out: Path) -> tuple[Path, list[str], float]:
+    from recsage.data.loaders import load_dataset
+    from recsage.pipeline.pipeline import Pipeline
+
+    ds = load_dataset("ml-1m")
+    t0 = time.perf_counter()
+    pipe = Pipeline(SPEC).fit(ds)
+    secs = time.perf_counter() - t0
+    return pipe.save(out), [str(u) for u in ds.users.ids], secs
+
+
+def start_server(model: Path, home: Path, port: int, env_extra: dict[str, str]) -> Any:
+    env = {
+        **os.environ,
+        "RECSAGE_HOME": str(home),
+        "RECSAGE_RATE_LIMIT": "0",
+        "RECSAGE_RELOAD_INTERVAL": "0",
+        "HF_HUB_OFFLINE": "1",
+        **env_extra,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recsage.cli", "serve", "--model", str(model), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import httpx
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("server not ready after 300 s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, key: str, users: list[str], connections: int, duration: int) -> dict:
+    script = WRK_SCRIPT % {
+        "users": ",".join(f'"{u}"' for u in users),
+        "key": key,
+        "seed": 7,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        res = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--timeout",
+                "5s",
+                "-s",
+                f.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+        )
+    finally:
+        os.unlink(f.name)
+    line = next((x for x in res.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {res.stdout}\n{res.stderr}")
+    r = json.loads(line[len("RESULT ") :])
+    secs = r["duration_us"] / 1e6
+    return {
+        "generator": "wrk 1 thread",
+        "requests": r["requests"],
+        "seconds": secs,
+        "rps": r["requests"] / secs,
+        "p50_ms": r["p50_us"] / 1e3,
+        "p90_ms": r["p90_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "max_ms": r["max_us"] / 1e3,
+        "errors": r["non2xx"] + r["errors"],
+    }
+
+
+def _python_load(url: str, key: str, users: list[str], conns: int, secs: float, q: Any) -> None:
+    import httpx
+
+    async def main() -> dict:
+        lat: list[float] = []
+        errors = 0
+        rng = np.random.default_rng(7)
+        stop = time.perf_counter() + secs
+        limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=5
+        ) as client:
+
+            async def worker() -> None:
+                nonlocal errors
+                while time.perf_counter() < stop:
+                    body = {"user_id": users[int(rng.integers(len(users)))], "n": 10}
+                    t0 = time.perf_counter()
+                    try:
+                        r = await client.post("/v1/recommend", json=body)
+                        ok = r.status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    lat.append(time.perf_counter() - t0)
+                    errors += not ok
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(conns)))
+            took = time.perf_counter() - t0
+        a = np.array(lat) * 1e3
+        return {
+            "generator": "python asyncio+httpx",
+            "requests": len(a),
+            "seconds": took,
+            "rps": len(a) / took,
+            "p50_ms": float(np.percentile(a, 50)),
+            "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a.max()),
+            "errors": errors,
+        }
+
+    q.put(asyncio.run(main()))
+
+
+def run_python(url: str, key: str, users: list[str], connections: int, duration: int) -> dict:
+    q: Any = mp.get_context("spawn").Queue()
+    p = mp.get_context("spawn").Process(
+        target=_python_load, args=(url, key, users, connections, duration, q)
+    )
+    p.start()
+    out = q.get(timeout=duration + 120)
+    p.join(timeout=30)
+    return dict(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--duration", type=int, default=30, help="seconds per load level")
+    ap.add_argument("--connections", type=int, nargs="+", default=[8])
+    ap.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument("--out", type=Path, default=RESULTS / "service_load.json")
+    args = ap.parse_args()
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
+
+    from recsage.serving.auth import create_key
+    from recsage.serving.store import FeedbackStore
+
+    work = Path(tempfile.mkdtemp(prefix="recsage-load-"))
+    try:
+        print("training the ML-1M pipeline (text disabled)…", flush=True)
+        model, users, fit_s = train(work / "model")
+        home = work / "home"
+        store = FeedbackStore.open(f"sqlite:///{home / 'feedback.db'}")
+        key = create_key(store, "bench", "read")
+        store.close()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_server(model, home, port, {})
+        try:
+            import httpx
+
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as c:
+                for u in users[:300]:  # warm-up
+                    c.post("/v1/recommend", json={"user_id": u, "n": 10}).raise_for_status()
+            runs = []
+            for conns in args.connections:
+                cpu0 = cpu_seconds(server.pid)
+                print(f"load: {conns} connections for {args.duration} s…", flush=True)
+                if use_wrk:
+                    r = run_wrk(url, key, users, conns, args.duration)
+                else:
+                    r = run_python(url, key, users, conns, args.duration)
+                r["connections"] = conns
+                r["server_cpu_ms_per_request"] = (
+                    (cpu_seconds(server.pid) - cpu0) * 1e3 / max(1, r["requests"])
+                )
+                r["meets_targets"] = r["rps"] >= TARGET_RPS and r["p99_ms"] < TARGET_P99_MS
+                r["load_avg_1m"] = round(os.getloadavg()[0], 1)
+                runs.append(r)
+                print(json.dumps(r), flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    env = machine()
+    env["load_average_1m_at_end"] = round(os.getloadavg()[0], 1)
+    rows = [
+        f"| {r['connections']} | {r['generator']} | {r['requests']:,} | {r['rps']:,.0f} | "
+        f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+        f"{r['server_cpu_ms_per_request']:.2f} | {r['load_avg_1m']} | "
+        f"{'yes' if r['meets_targets'] else 'no'} |"
+        for r in runs
+    ]
+    md = "\n".join(
+        [
+            "### HTTP service load (`POST /v1/recommend`, ML-1M, text disabled)",
+            "",
+            f"`recsage serve` (uvicorn, 1 worker, API key auth on) with EASE + popularity + "
+            f"RRF trained on ML-1M in {fit_s:.0f} s; closed-loop load for {args.duration} s "
+            "per row from random known users, n=10, generator on the same machine. Targets: "
+            f">= {TARGET_RPS:.0f} req/s and p99 < {TARGET_P99_MS:.0f} ms.",
+            "",
+            "| connections | generator | requests | req/s | p50 (ms) | p90 (ms) | p99 (ms) "
+            "| errors | server CPU ms/req | load avg | targets met |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            *rows,
+            "",
+            machine_line(env)
+            + f" Load average (1 min) at the end: {env['load_average_1m_at_end']} "
+            "(the machine is shared).",
+            "",
+            "Reproduce: `python benchmarks/service_load.py` "
+            f"(`--connections {' '.join(map(str, args.connections))} "
+            f"--duration {args.duration}`).",
+        ]
+    )
+    payload = {
+        "benchmark": "service_load",
+        "config": {
+            "dataset": "ml-1m",
+            "text": False,
+            "spec": SPEC,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "fit_s": fit_s,
+            "targets": {"rps": TARGET_RPS, "p99_ms": TARGET_P99_MS},
+        },
+        "environment": env,
+        "results": runs,
+        "markdown": md,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""A text-enabled pipeline (MiniLM, offline from its package) behind the service: a new item
+is searchable and recommendable at once, through its text vector."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsage.data.schema import Dataset, Interactions
+from recsage.data.vocab import Vocabulary
+from recsage.pipeline.pipeline import Pipeline
+
+from .conftest import start_service
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TITLES = [
+    "Cooking pasta at home",
+    "Italian kitchen secrets",
+    "Baking sourdough bread",
+    "Mountain hiking guide",
+    "Trail running for beginners",
+    "Camping under the stars",
+    "Jazz piano lessons",
+    "History of the blues",
+    "Learning the violin",
+    "Gardening with tomatoes",
+    "Growing roses",
+    "Composting basics",
+]
+
+
+def tiny_text_dataset() -> Dataset:
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for u in range(30):
+        topic = u % 4  # each user mostly stays within one topic of three items
+        for _ in range(6):
+            users.append(f"u{u}")
+            items.append(f"i{3 * topic + int(rng.integers(3))}")
+    uv = Vocabulary.from_values(users)
+    iv = Vocabulary([f"i{j}" for j in range(len(TITLES))])
+    inter = Interactions.build(uv.encode(users), iv.encode(items))
+    table = pd.DataFrame({"item_id": iv.ids, "title": TITLES})
+    return Dataset("tiny-text", inter, uv, iv, table)
+
+
+@pytest.fixture(scope="module")
+def text_pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("sentence_transformers")
+    cache = tmp_path_factory.mktemp("emb")
+    spec = {
+        "text": {"enabled": True, "cache_dir": str(cache)},
+        "merge": {"max_candidates": 12},
+        "channels": [
+            {"name": "query", "kind": "query", "n": 5},
+            {"name": "text", "kind": "text", "n": 5},
+            {"name": "pop", "kind": "popularity", "n": 5},
+        ],
+        "stages": [{"name": "prerank", "kind": "rrf", "keep": 8}],
+    }
+    pipe = Pipeline(spec).fit(tiny_text_dataset())
+    return pipe.save(tmp_path_factory.mktemp("textpipe") / "p")
+
+
+def test_new_item_is_searchable_and_recommendable_at_once(
+    tmp_path: Path, text_pipeline_dir: Path
+) -> None:
+    svc = start_service(tmp_path / "home", text_pipeline_dir)
+    c, h = svc.client, svc.auth("admin")
+    r = c.post("/v1/search", json={"query": "electric guitar solos", "n": 3}, headers=h)
+    assert r.status_code == 200 and r.json()["items"][0]["item_id"] in {"i6", "i7", "i8"}
+    new = {
+        "item_id": "guitar",
+        "title": "Electric guitar solos",
+        "text": "Rock guitar riffs and solos on an electric guitar.",
+    }
+    r = c.post("/v1/items", json={"items": [new]}, headers=h)
+    assert r.json()["added"] == 1 and r.json()["text_vectors"] is True
+    r = c.post("/v1/search", json={"query": "electric guitar solos", "n": 3}, headers=h)
+    assert r.json()["items"][0]["item_id"] == "guitar"
+    # personalised search blends in the user's taste but still finds the query
+    r = c.post("/v1/search", json={"query": "electric guitar solos", "user_id": "u2"}, headers=h)
+    assert r.json()["personalised"] and "guitar" in [i["item_id"] for i in r.json()["items"]]
+    # recommendable: the query channel and the text channel both see the new vector
+    r = c.post("/v1/recommend", json={"user_id": "u2", "query": "guitar solos"}, headers=h)
+    found = {i["item_id"]: i for i in r.json()["items"]}
+    assert "guitar" in found and "query" in found["guitar"]["sources"]
+    r = c.post("/v1/recommend", json={"history": ["i7", "i6"], "n": 5}, headers=h)
+    assert "guitar" in [i["item_id"] for i in r.json()["items"]]
+    sim = c.get("/v1/items/guitar/similar?n=3", headers=h).json()
+    assert sim["method"] == "text" and len(sim["items"]) == 3
+    assert "guitar" not in [i["item_id"] for i in sim["items"]]
+    svc.runtime.store.close()

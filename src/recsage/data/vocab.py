@@ -62,8 +62,11 @@ class Vocabulary:
         return idx
 
     def index_of(self, external_id: object, *, what: str = "id") -> int:
-        """Index of one id; raises a clear error if it is unknown."""
-        return int(self.encode([external_id], what=what)[0])
+        """Index of one id (a hash lookup); raises a clear error if it is unknown."""
+        try:
+            return int(self._index.get_loc(str(external_id)))
+        except KeyError:
+            raise RecsageError(f"unknown {what} '{external_id}'") from None
 
     def decode(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """External ids for indices."""

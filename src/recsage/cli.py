@@ -604,8 +604,10 @@ def explain(
         str, typer.Option(help="Who weighs history items: auto | ease | text | attributes.")
     ] = "auto",
 ) -> None:
-    """Why an item suits a user: channels, responsible history items, shared attributes and
-    knowledge-graph paths — every reason checked against the data."""
+    """Why an item suits a user: channels, history items, shared attributes, KG paths.
+
+    Every reason printed is re-checked against the data (history, item table, graph).
+    """
     import re
 
     from rich.markup import escape

@@ -419,6 +419,10 @@ def create_channel(spec: dict[str, Any]) -> Channel:
     spec = dict(spec)
     kind = spec.pop("kind", None)
     name = spec.pop("name", kind)
+    if kind == "kg" and kind not in CHANNELS:  # imports torch: loaded on first use
+        from recsage.knowledge.channel import KGChannel
+
+        CHANNELS["kg"] = KGChannel
     if kind not in CHANNELS:
         raise ConfigError(f"channel '{name}': unknown kind {kind!r}; known: {sorted(CHANNELS)}")
     return CHANNELS[kind](str(name), **spec)

@@ -232,6 +232,7 @@ STAGES: dict[str, type[Stage]] = {
 #: stages in modules that import heavier libraries (loaded on first use)
 LAZY_STAGES: dict[str, tuple[str, str]] = {
     "llm": ("recsage.llm.rerank", "LLMRerankStage"),
+    "cross_encoder": ("recsage.knowledge.lm_ranker", "CrossEncoderStage"),
 }
 
 

@@ -1,0 +1,267 @@
+"""Cross-encoder re-ranking benchmark: NDCG@10 with and without the fine-tuned MiniLM stage,
+plus its latency, side by side under one protocol.
+
+Protocol (leave-one-out, full ranking; items outside the final list count as missed):
+
+- channels (EASE with recency, co-occurrence, MiniLM text, popularity) are fitted on all
+  but each user's last two items; the LightGBM listwise ranker on the validation targets
+  of every validation user except the *tuning* users;
+- the cross-encoder (bundled all-MiniLM-L6-v2 + a fresh 1-logit head) is fine-tuned with a
+  listwise softmax loss on `--train-users` validation users: history text = top categories
+  + the last 10 titles, candidate text = title, year, categories; 1 positive (the
+  validation target) + `--negatives` hard negatives sampled from the pipeline's top 30;
+- the blend weight w (score = w·z(CE) + (1−w)·z(LightGBM) over the top `--top`) is chosen
+  on the validation targets of `--tune-users` users that neither learner saw;
+- test: `--test-users` random test users; base and re-ranked lists come from the same
+  candidates, so the difference is the cross-encoder alone.
+
+    .venv/bin/python benchmarks/lm_ranker.py [--dataset ml-1m] [--train-users 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+from _common import machine, machine_line, write_result
+
+from recsage.data.loaders import load_dataset
+from recsage.data.splits import Split, leave_one_out
+from recsage.evaluation import evaluate
+from recsage.knowledge.lm_ranker import (
+    CrossEncoderRanker,
+    CrossEncoderStage,
+    train_cross_encoder,
+)
+from recsage.pipeline import STAGES, Pipeline, Query, QueryBatch
+
+STAGES.setdefault(CrossEncoderStage.kind, CrossEncoderStage)  # until recsage.pipeline does
+
+WEIGHTS = tuple(round(float(w), 1) for w in np.linspace(0.0, 1.0, 11))
+
+
+def spec(top: int) -> dict[str, Any]:
+    return {
+        "pipeline": {"name": "lm-ranker"},
+        "text": {"enabled": True},
+        "merge": {"max_candidates": 300},
+        "channels": [
+            {"name": "ease", "kind": "model", "model": "ease", "n": 200,
+             "params": {"l2": 500.0, "half_life": 3.0}},
+            {"name": "cooc", "kind": "cooccurrence", "n": 100},
+            {"name": "text", "kind": "text", "n": 50},
+            {"name": "pop", "kind": "popularity", "n": 50},
+        ],
+        "stages": [
+            {"name": "prerank", "kind": "rrf", "keep": 150},
+            {"name": "rank", "kind": "learned", "learner": "lgbm", "objective": "listwise",
+             "keep": 50},
+            {"name": "ce", "kind": "cross_encoder", "keep": 50, "top": top, "weight": 0.5},
+        ],
+    }  # fmt: skip
+
+
+def subset(split: Split, users: np.ndarray) -> Split:
+    return dataclasses.replace(split, users=np.sort(np.asarray(users, np.int64)))
+
+
+def rerank_scores(
+    pipe: Pipeline, stage: CrossEncoderStage, split: Split, weights: tuple[float, ...]
+) -> tuple[dict[float, np.ndarray], np.ndarray, float]:
+    """Score matrices (users x items) of the final lists for each weight (plus the base
+    order under key -1), cross-encoder scores computed once; and CE seconds."""
+    idx = next(k for k, s in enumerate(pipe.stages) if s is stage)
+    seqs = split.train.sequences()
+    out: dict[float, list[np.ndarray]] = {w: [] for w in (-1.0, *weights)}
+    t_ce = 0.0
+    for lo in range(0, len(split.users), 100):
+        u = split.users[lo : lo + 100]
+        batch = QueryBatch(u, [seqs[i] for i in u], pipe.n_items)
+        cands, ctx, _ = pipe._run_until(batch, idx)
+        out[-1.0].append(cands.to_score_matrix(pipe.n_items))
+        t0 = time.perf_counter()
+        ce = stage.cross_scores(cands, ctx)
+        t_ce += time.perf_counter() - t0
+        for w in weights:
+            c = copy.copy(cands)
+            c.scores = dict(cands.scores)
+            c.scores[stage.name] = stage.combine(cands, ce, w)
+            out[w].append(stage.order(c, ctx).to_score_matrix(pipe.n_items))
+        print(f"    {lo + len(u)}/{len(split.users)} users re-ranked", flush=True)
+    return {w: np.concatenate(v) for w, v in out.items()}, split.users, t_ce
+
+
+def metrics_of(scores: np.ndarray, split: Split) -> dict[str, float]:
+    pos = {int(u): i for i, u in enumerate(split.users)}
+    res = evaluate(lambda us, history=None: scores[[pos[int(x)] for x in us]], split, ks=(10, 20))
+    return {k: v for k, v in res.metrics.items() if k in ("hr@10", "ndcg@10", "mrr", "ndcg@20")}
+
+
+def latency(pipe: Pipeline, users: list[str]) -> dict[str, float]:
+    times = []
+    for u in users:
+        t0 = time.perf_counter()
+        pipe.run(Query(user=u, n=10))
+        times.append((time.perf_counter() - t0) * 1000)
+    a = np.array(times)
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)),
+            "n": len(a)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", default="ml-1m")
+    ap.add_argument("--train-users", type=int, default=1000)
+    ap.add_argument("--tune-users", type=int, default=300)
+    ap.add_argument("--test-users", type=int, default=500)
+    ap.add_argument("--negatives", type=int, default=4)
+    ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--latency-users", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="cap on CE fine-tuning")
+    args = ap.parse_args()
+    t_all = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+
+    ds = load_dataset(args.dataset)
+    loo = leave_one_out(ds)
+    valid_users = rng.permutation(loo.valid.users)
+    tune = valid_users[: args.tune_users]
+    train = valid_users[args.tune_users : args.tune_users + args.train_users]
+    test = rng.choice(loo.test.users, size=min(args.test_users, len(loo.test.users)),
+                      replace=False)  # fmt: skip
+
+    pipe = Pipeline(spec(args.top))
+    say = lambda m: print("  " + m, flush=True)  # noqa: E731
+    t0 = time.perf_counter()
+    pipe.items, pipe.users, pipe.item_table = ds.items, ds.users, ds.item_table
+    pipe.sequences, pipe.data_fingerprint = ds.sequences(), ds.fingerprint()
+    pipe._prepare_resources(ds, say)
+    pipe.fit_on(loo.valid.train, say=say)
+    pipe.train_stages(subset(loo.valid, np.setdiff1d(loo.valid.users, tune)), say=say)
+    base_fit_s = time.perf_counter() - t0
+    stage = next(s for s in pipe.stages if isinstance(s, CrossEncoderStage))
+
+    t0 = time.perf_counter()
+    ranker = CrossEncoderRanker(max_length=args.max_length, epochs=args.epochs, seed=args.seed)
+    data = train_cross_encoder(
+        pipe, loo.valid, ranker=ranker, users=train, negatives=args.negatives, pool=30,
+        seed=args.seed, progress=True, max_minutes=args.max_minutes,
+    )  # fmt: skip
+    ce_fit_s = time.perf_counter() - t0
+    print(f"cross-encoder: {len(data.queries)} lists ({data.skipped} users skipped: target "
+          f"not in the top 30) in {ce_fit_s:.0f}s; {ranker.history}", flush=True)  # fmt: skip
+
+    tune_split = subset(loo.valid, tune)
+    mats, _, _ = rerank_scores(pipe, stage, tune_split, WEIGHTS)
+    tuning = {w: metrics_of(m, tune_split)["ndcg@10"] for w, m in mats.items()}
+    best_w = max(WEIGHTS, key=lambda w: (tuning[w], -w))
+    print(f"validation ndcg@10 by weight: {tuning}; chosen w={best_w}", flush=True)
+    stage.config.weight = best_w
+
+    test_split = subset(loo.test, test)
+    pairs0 = stage.pairs
+    mats, _, ce_secs = rerank_scores(pipe, stage, test_split, (best_w, 1.0))
+    rows = {
+        "pipeline (LightGBM), no cross-encoder": metrics_of(mats[-1.0], test_split),
+        f"+ cross-encoder, blended (w={best_w})": metrics_of(mats[best_w], test_split),
+        "+ cross-encoder only (w=1)": metrics_of(mats[1.0], test_split),
+    }
+    for k, v in rows.items():
+        print(f"{k}: {v}", flush=True)
+    ce_ms_per_user = 1000 * ce_secs / max(1, len(test))
+    pairs_per_user = (stage.pairs - pairs0) / max(1, len(test))
+
+    lat_users = [str(ds.users.ids[u]) for u in test[: args.latency_users]]
+    base_pipe = pipe.derive({**copy.deepcopy(pipe.spec),
+                             "stages": [s.spec() for s in pipe.stages[:-1]]})  # fmt: skip
+    base_pipe.stages = pipe.stages[:-1]  # the same trained ranker
+    lat = {"without": latency(base_pipe, lat_users), "with": latency(pipe, lat_users)}
+
+    m = machine()
+    payload = {
+        "machine": m,
+        "command": "python benchmarks/lm_ranker.py " + " ".join(sys.argv[1:]),
+        "dataset": ds.describe(),
+        "args": vars(args),
+        "users": {
+            "train_lists": len(data.queries),
+            "train_skipped": data.skipped,
+            "tune": len(tune),
+            "test": len(test),
+        },
+        "fit_seconds": {"pipeline": round(base_fit_s, 1), "cross_encoder": round(ce_fit_s, 1)},
+        "ce_history": ranker.history,
+        "tuning_ndcg10": {str(k): v for k, v in tuning.items()},
+        "chosen_weight": best_w,
+        "results": rows,
+        "latency": {
+            "ce_ms_per_user_batched": ce_ms_per_user,
+            "pairs_per_user": pairs_per_user,
+            "end_to_end_ms": lat,
+        },
+        "seconds": round(time.perf_counter() - t_all, 1),
+    }
+    payload["markdown"] = markdown(payload)
+    path = write_result("lm_ranker", payload)
+    print(payload["markdown"])
+    print(f"wrote {path}")
+
+
+def markdown(p: dict[str, Any]) -> str:
+    a, u = p["args"], p["users"]
+    lines = [
+        f"## Fine-tuned cross-encoder re-ranker ({a['dataset']}, leave-one-out, full ranking)",
+        "",
+        f"Command: `{p['command'].strip()}`  ",
+        machine_line(p["machine"]),
+        "",
+        f"Base: EASE (recency) + co-occurrence + MiniLM text + popularity → RRF → LightGBM "
+        f"(listwise). Cross-encoder: all-MiniLM-L6-v2 with a fresh 1-logit head, fine-tuned "
+        f"listwise (1 positive + {a['negatives']} hard negatives from the top 30) on "
+        f"{u['train_lists']:,} validation lists ({u['train_skipped']:,} sampled users skipped: "
+        f"target not in the top 30), {a['epochs']} epoch(s), max length {a['max_length']}, "
+        f"word embeddings frozen, in {p['fit_seconds']['cross_encoder']:.0f}s. It re-ranks the "
+        f"top {a['top']}; blend weight w = {p['chosen_weight']} chosen on {u['tune']} held-out "
+        f"validation users (NDCG@10 by w: "
+        + ", ".join(f"{k}: {v:.4f}" for k, v in p["tuning_ndcg10"].items() if k != "-1.0")
+        + f"; base {p['tuning_ndcg10']['-1.0']:.4f}). Test: {u['test']} random test users, "
+        "same candidates for every row.",
+        "",
+        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, m in p["results"].items():
+        lines.append(
+            f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
+            f"{m['ndcg@20']:.4f} |"
+        )
+    lat = p["latency"]
+    e2e = lat["end_to_end_ms"]
+    lines += [
+        "",
+        f"Latency (2 CPU threads, shared machine): the cross-encoder scores "
+        f"{lat['pairs_per_user']:.0f} pairs per user in {lat['ce_ms_per_user_batched']:.0f} ms "
+        f"per user (batched over 100 users); one request end to end: median "
+        f"{e2e['without']['median_ms']:.0f} ms without, {e2e['with']['median_ms']:.0f} ms with "
+        f"the cross-encoder (p90 {e2e['without']['p90_ms']:.0f} / {e2e['with']['p90_ms']:.0f} ms, "
+        f"{e2e['with']['n']} users).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

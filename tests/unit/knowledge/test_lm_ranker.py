@@ -1,0 +1,135 @@
+"""The cross-encoder ranker (tiny random BERT, plus one real MiniLM step) and its stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsage.errors import ConfigError
+from recsage.knowledge.lm_ranker import (
+    CrossEncoderRanker,
+    CrossEncoderStage,
+    TextCatalogue,
+    blend,
+    tiny_cross_encoder,
+)
+from recsage.pipeline.candidates import CandidateBatch
+from recsage.pipeline.stages import StageContext
+
+from .conftest import tiny_table
+
+WORDS = ["apple", "river", "guitar", "planet", "violin", "forest", "rocket", "castle"]
+
+
+def _lists() -> tuple[list[str], list[list[str]]]:
+    """Query 'likes W'; the positive doc says 'yes W', the two negatives 'no ...'."""
+    queries, docs = [], []
+    for k, w in enumerate(WORDS):
+        queries.append(f"likes {w}")
+        docs.append([f"yes {w}", f"no {WORDS[(k + 3) % 8]}", f"no {WORDS[(k + 5) % 8]}"])
+    return queries, docs
+
+
+def test_listwise_training_loss_decreases() -> None:
+    ranker = tiny_cross_encoder(lr=2e-2, epochs=10, lists_per_step=4, max_length=16, warmup=0.0)
+    queries, docs = _lists()
+    ranker.fit(queries, docs)
+    assert ranker.history[-1]["steps"] == 20
+    assert ranker.history[-1]["loss"] < 0.5 * ranker.history[0]["loss"]
+    pairs = [(q, x) for q, d in zip(queries, docs, strict=True) for x in d]
+    s = ranker.score([q for q, _ in pairs], [x for _, x in pairs])
+    assert (s.reshape(8, 3).argmax(axis=1) == 0).all()
+
+
+def test_pointwise_training_and_save_load(tmp_path: Path) -> None:
+    ranker = tiny_cross_encoder(loss="pointwise", lr=3e-3, epochs=1, max_length=16)
+    queries, docs = _lists()
+    labels = [[1.0, 0.0, 0.0] for _ in queries]
+    ranker.fit(queries, docs, labels)
+    s = ranker.score(["likes apple", "likes river"], ["yes apple", "no castle"])
+    twin = tiny_cross_encoder(loss="pointwise", lr=3e-3, epochs=1, max_length=16)
+    twin.fit(queries, docs, labels)  # same seed, same data: same weights
+    np.testing.assert_array_equal(
+        twin.score(["likes apple", "likes river"], ["yes apple", "no castle"]), s
+    )
+    back = CrossEncoderRanker.load(ranker.save(tmp_path / "ce"))
+    again = back.score(["likes apple", "likes river"], ["yes apple", "no castle"])
+    np.testing.assert_allclose(again, s, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "ce" / "model.safetensors").is_file()
+    assert not list((tmp_path / "ce").glob("*.bin"))
+    with pytest.raises(Exception, match="labels"):
+        ranker.fit(queries, docs)
+
+
+def test_blend_by_hand() -> None:
+    base = np.array([[3.0, 2.0, 1.0, np.nan]])
+    ce = np.array([[-1.0, 0.0, 1.0, np.nan]])
+    np.testing.assert_allclose(blend(base, ce, 0.0)[0, :3], [1.2247449, 0.0, -1.2247449])
+    np.testing.assert_allclose(blend(base, ce, 0.5)[0, :3], [0.0, 0.0, 0.0], atol=1e-6)
+    assert np.isnan(blend(base, ce, 0.5)[0, 3])
+
+
+def test_text_catalogue() -> None:
+    cat = TextCatalogue.from_item_table(tiny_table())
+    assert cat.docs[0] == "Alien (1979). Categories: Sci-Fi, Horror"
+    assert cat.names[4] == "Orphan" and cat.docs[4] == "Orphan"
+    q = cat.query([3, 0, 1], n=2)
+    assert q == "Top categories: Sci-Fi, Comedy, Horror. Recent: Aliens (1986); Alien (1979)"
+    assert TextCatalogue.from_json(cat.to_json()) == cat
+
+
+def _stage(weight: float, top: int = 3) -> CrossEncoderStage:
+    stage = CrossEncoderStage("ce", keep=5, weight=weight, top=top, column="rank")
+    stage.ranker = tiny_cross_encoder(max_length=32)
+    stage.catalogue = TextCatalogue.from_item_table(tiny_table())
+    return stage
+
+
+def test_stage_reranks_only_the_top_block() -> None:
+    cands = CandidateBatch(
+        items=np.array([[4, 2, 1, 3, -1]]),
+        scores={"rank": np.array([[0.9, 0.8, 0.7, 0.6, np.nan]], np.float32)},
+    )
+    ctx = StageContext(histories=np.array([[-1, 0, 3]]))
+    out = _stage(0.0).apply(cands, ctx)  # weight 0: the incoming order, unchanged
+    assert out.items.tolist() == [[4, 2, 1, 3, -1]]
+    stage = _stage(1.0)
+    cands2 = CandidateBatch(cands.items.copy(), {"rank": cands.scores["rank"].copy()})
+    out = stage.apply(cands2, ctx)
+    ce = stage.cross_scores(cands, ctx)[0, :3]
+    assert out.items[0, :3].tolist() == [[4, 2, 1][k] for k in np.argsort(-ce, kind="stable")]
+    assert out.items[0, 3] == 3 and out.items[0, 4] == -1  # below the block: as before
+    assert stage.pairs == 6  # 3 top slots, scored twice
+
+
+def test_stage_without_ranker_is_a_clear_error() -> None:
+    stage = CrossEncoderStage("ce", keep=5)
+    cands = CandidateBatch(np.array([[0, 1]]), {"rank": np.array([[1.0, 0.5]], np.float32)})
+    with pytest.raises(ConfigError, match="no trained cross-encoder"):
+        stage.apply(cands, StageContext(histories=np.array([[0]])))
+
+
+def test_real_minilm_loads_offline_and_takes_one_step() -> None:
+    ranker = CrossEncoderRanker(max_length=32, lists_per_step=1, lr=1e-4)
+    head = ranker.model.classifier.weight.detach().clone()
+    before = ranker.score(["Recent: Alien (1979)"], ["Aliens (1986). Categories: Sci-Fi"])
+    ranker.fit(["Recent: Alien (1979)"], [["Aliens (1986)", "Toy Story (1995)"]])
+    assert ranker.history[-1]["steps"] == 1
+    assert not np.allclose(head.numpy(), ranker.model.classifier.weight.detach().numpy())
+    after = ranker.score(["Recent: Alien (1979)"], ["Aliens (1986). Categories: Sci-Fi"])
+    assert np.isfinite(before).all() and np.isfinite(after).all()
+    assert ranker.model.bert.embeddings.word_embeddings.weight.requires_grad is False
+
+
+def test_stage_save_load_keeps_scores(tmp_path: Path) -> None:
+    stage = _stage(0.5)
+    cands = CandidateBatch(np.array([[2, 1, 0]]), {"rank": np.array([[3.0, 2.0, 1.0]], np.float32)})
+    ctx = StageContext(histories=np.array([[3, 0]]))
+    before = stage.cross_scores(cands, ctx)
+    stage.save(tmp_path / "ce")
+    back = CrossEncoderStage("ce", keep=5, weight=0.5, top=3, column="rank")
+    back.load(tmp_path / "ce")
+    np.testing.assert_allclose(back.cross_scores(cands, ctx), before, rtol=1e-5, atol=1e-6)
+    assert back.catalogue == stage.catalogue

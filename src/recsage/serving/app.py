@@ -47,6 +47,8 @@ from recsage.serving.runtime import Runtime, ServedModel
 from recsage.serving.schemas import (
     ERROR_RESPONSES,
     ApiError,
+    ChatRequest,
+    ChatResponse,
     ErrorBody,
     FeedbackRequest,
     FeedbackResponse,
@@ -566,6 +568,58 @@ def search(body: SearchRequest, request: Request, _: ReadKey) -> SearchResponse:
         model_version=sm.version,
         query=body.query,
         personalised=history is not None and len(history) > 0,
+        items=items,
+    )
+
+
+MAX_CHAT_SESSIONS = 1000
+
+
+@router.post(
+    "/v1/chat",
+    response_model=ChatResponse,
+    responses=ERROR_RESPONSES,
+    tags=["recommend"],
+    summary="One conversational turn (state kept per session_id; rules + embeddings)",
+)
+def chat(body: ChatRequest, request: Request, _: ReadKey) -> ChatResponse:
+    from collections import OrderedDict
+
+    from recsage.llm.conversation import Catalogue, ConversationSession
+
+    sm = _served(request)
+    pipe = sm.pipeline
+    sessions: OrderedDict[tuple[str, str], Any] = request.app.state.__dict__.setdefault(
+        "chat_sessions", OrderedDict()
+    )
+    key = (sm.version, body.session_id)
+    with sm.lock.read():
+        if pipe.resources.item_text_vectors is None or pipe.resources.text_encoder is None:
+            raise ApiError(
+                409, "text_disabled", "chat needs a model trained with item text vectors"
+            )
+        session = sessions.get(key)
+        if session is None:
+            assert pipe.users is not None
+            history = None
+            if body.user_id is not None and body.user_id in pipe.users:
+                history = pipe.sequences[pipe.users.index_of(body.user_id)]
+            session = ConversationSession(Catalogue.from_pipeline(pipe), history=history, n=body.n)
+            sessions[key] = session
+            while len(sessions) > MAX_CHAT_SESSIONS:
+                sessions.popitem(last=False)
+        sessions.move_to_end(key)
+        session.n = body.n
+        turn = session.turn(body.message)
+        items = [
+            ScoredItem(item_id=r.item, title=r.title, score=float(r.score), rank=r.rank)
+            for r in turn.recommendations
+        ]
+    return ChatResponse(
+        request_id=_request_id(request),
+        model_version=sm.version,
+        session_id=body.session_id,
+        understood=turn.understood,
         items=items,
     )
 

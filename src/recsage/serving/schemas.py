@@ -161,6 +161,21 @@ class SearchResponse(BaseModel):
     items: list[ScoredItem]
 
 
+class ChatRequest(_Strict):
+    session_id: Id
+    message: Annotated[Text, StringConstraints(min_length=1, max_length=2000)]
+    user_id: Id | None = None
+    n: int = Field(default=5, ge=1, le=50)
+
+
+class ChatResponse(BaseModel):
+    request_id: str
+    model_version: str
+    session_id: str
+    understood: str
+    items: list[ScoredItem]
+
+
 class TrendingResponse(BaseModel):
     items: list[ScoredItem]
 

@@ -97,3 +97,25 @@ def test_new_item_is_searchable_and_recommendable_at_once(
     assert sim["method"] == "text" and len(sim["items"]) == 3
     assert "guitar" not in [i["item_id"] for i in sim["items"]]
     svc.runtime.store.close()
+
+
+def test_chat_keeps_state_across_turns(tmp_path: Path, text_pipeline_dir: Path) -> None:
+    svc = start_service(tmp_path / "home", text_pipeline_dir)
+    c, h = svc.client, svc.auth("read")
+    assert c.post("/v1/chat", json={"session_id": "s", "message": "hi"}).status_code == 401
+    first = c.post(
+        "/v1/chat", json={"session_id": "s1", "message": "electric guitar solos", "n": 3}, headers=h
+    )
+    assert first.status_code == 200, first.text
+    shown = [i["item_id"] for i in first.json()["items"]]
+    assert len(shown) == 3 and shown[0] in {"i6", "i7", "i8"}
+    second = c.post(
+        "/v1/chat", json={"session_id": "s1", "message": "not that", "n": 3}, headers=h
+    ).json()
+    # "not that" rejects what was just shown: state carried over from the first turn
+    assert not set(shown) & {i["item_id"] for i in second["items"]}
+    other = c.post(
+        "/v1/chat", json={"session_id": "s2", "message": "not that", "n": 3}, headers=h
+    ).json()
+    assert other["session_id"] == "s2"  # a fresh session has nothing to reject
+    svc.runtime.store.close()

@@ -59,7 +59,8 @@ class SASRecConfig:
     `precision` "bf16" (or "auto": bf16 where the CPU supports it natively) runs the
     full-softmax loss's matrix products in bfloat16; all else, and scoring, is float32.
     `text`: "none", "add" (ID embedding + adapter over frozen text vectors) or "text_only"
-    (adapter only: inductive). `max_minutes` > 0 stops training after that much time.
+    (adapter only: inductive). `max_minutes` > 0 ends training (validating the last epoch)
+    before an epoch that would, at the mean epoch cost so far, overrun that budget.
     `schedule` "cosine" decays the learning rate per step to `min_lr_ratio` * lr at
     `max_epochs` (so `max_epochs` is then part of the recipe, not only a cap).
     """
@@ -499,6 +500,7 @@ class SASRec(Recommender):
             else None
         )
         start_time = time.perf_counter()
+        first_epoch = state.epoch + 1
         with _progress(cfg.progress) as progress:
             task = progress.add_task("sasrec", total=max(1, math.ceil(len(rows) / cfg.batch_size)))
             for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
@@ -513,7 +515,12 @@ class SASRec(Recommender):
                     "loss": loss,
                     "seconds": time.perf_counter() - t0,
                 }
-                if valid_seqs is not None and epoch % cfg.eval_every == 0:
+                # stop before an epoch that would overrun the time budget (mean epoch cost)
+                elapsed = time.perf_counter() - start_time
+                per_epoch = elapsed / (epoch - first_epoch + 1)
+                out_of_time = cfg.max_minutes > 0 and elapsed + per_epoch > 60 * cfg.max_minutes
+                last = out_of_time or epoch == cfg.max_epochs
+                if valid_seqs is not None and (epoch % cfg.eval_every == 0 or last):
                     t1 = time.perf_counter()
                     ndcg = self._validate(valid_seqs)
                     record["ndcg@10"] = ndcg
@@ -526,9 +533,7 @@ class SASRec(Recommender):
                         state.stopped = state.bad >= cfg.patience
                 state.epoch = epoch
                 state.history.append(record)
-                elapsed = time.perf_counter() - start_time
-                if cfg.max_minutes > 0 and elapsed > 60 * cfg.max_minutes:
-                    state.stopped = True
+                state.stopped = state.stopped or out_of_time
                 if progress.enabled:
                     progress.log(_describe(record, state))
                 if ckpt is not None:

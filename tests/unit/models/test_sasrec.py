@@ -199,6 +199,14 @@ def test_chunked_softmax_matches_cross_entropy(bf16) -> None:
         torch.testing.assert_close(got, ref, rtol=tol, atol=tol * float(ref.abs().max()))
 
 
+def test_time_budget_stops_and_validates_the_last_epoch(data) -> None:
+    loo = leave_one_out(data)
+    m = SASRec(**TINY, max_epochs=50, eval_every=10, max_minutes=1e-6)
+    m.fit(loo.valid.train, valid=loo.valid)
+    assert len(m.history) == 1 and "ndcg@10" in m.history[0]
+    assert m.best_epoch == 1
+
+
 def test_training_windows_cover_long_histories() -> None:
     from recsage.models.sasrec import _training_windows
 

@@ -506,7 +506,7 @@ class SASRec(Recommender):
             for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
                 if state.stopped:
                     break
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 loss = self._run_epoch(
                     net, opt, rows, lengths, text_t, epoch, use_bf16, log_q, progress, task, state
                 )
@@ -514,6 +514,9 @@ class SASRec(Recommender):
                     "epoch": epoch,
                     "loss": loss,
                     "seconds": time.perf_counter() - t0,
+                    # CPU seconds of all threads: on a shared machine, wall time alone hides
+                    # how much of it went to other people's work
+                    "cpu_seconds": time.process_time() - c0,
                 }
                 # stop before an epoch that would overrun the time budget (mean epoch cost)
                 elapsed = time.perf_counter() - start_time
@@ -763,7 +766,7 @@ class SASRec(Recommender):
         self,
         sequences: Sequence[np.ndarray],
         *,
-        batch_size: int = 512,
+        batch_size: int = 128,
         item_text_vectors: np.ndarray | None = None,
     ) -> np.ndarray:
         """Final hidden state (n, dim) for time-ordered item-index histories (oldest first).

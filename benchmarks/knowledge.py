@@ -229,12 +229,12 @@ def markdown(results: list[dict[str, Any]], m: dict[str, Any], command: str) -> 
         "LightGBM ranker is retrained; the seed sets TransE and LightGBM. KG vectors: TransE "
         "(64-d, 20 epochs) over item attributes (genre, decade) and external triples, plus "
         "one propagation step. Mean ± std over "
-        f"{n_seeds} seeds. *Δ NDCG@10*: mean per-user difference to the base of the same "
-        "seed (mean over seeds) and [the 95% bootstrap interval over test users, first "
-        "seed]. *kg recall*: share of test targets in the KG channel's 50 items (*unique*: "
-        "found by no other channel).",
+        f"{n_seeds} seeds. *Δ NDCG@10*: per-user NDCG@10 difference to the base of the same "
+        "seed, averaged over seeds; in brackets, seed 0's difference with its 95% bootstrap "
+        "interval over test users. *kg recall*: share of test targets in the KG channel's 50 "
+        "items (*unique*: found by no other channel).",
         "",
-        "| dataset | variant | HR@10 | NDCG@10 | MRR | Δ NDCG@10 [95% CI] | kg recall (unique) |",
+        "| dataset | variant | HR@10 | NDCG@10 | MRR | Δ NDCG@10 | kg recall (unique) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -246,7 +246,7 @@ def markdown(results: list[dict[str, Any]], m: dict[str, Any], command: str) -> 
             ]
             d = vs[0].get("ndcg10_diff_vs_base")
             mean_d = np.mean([v["ndcg10_diff_vs_base"][0] for v in vs]) if d else 0.0
-            diff = f"{mean_d:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]" if d else "-"
+            diff = f"{mean_d:+.4f} (seed 0: {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}])" if d else "-"
             rec = (
                 f"{np.mean([v['kg_channel_recall'] for v in vs]):.3f} "
                 f"({np.mean([v['kg_channel_unique'] for v in vs]):.3f})"
@@ -277,8 +277,8 @@ def markdown(results: list[dict[str, Any]], m: dict[str, Any], command: str) -> 
     lines += [
         "",
         "Last.FM has no timestamps: each user's file order (ascending artist id) is used as "
-        "time, so its LOO split holds out the last-listed artist (fixed, not temporal). "
-        "Those are rare artists: median training popularity of the test targets vs of all "
+        "time, so its LOO split holds out the last-listed artist (fixed, not temporal), and "
+        "those are rare artists. Median training popularity of the test targets vs of all "
         "training interactions: "
         + "; ".join(
             f"{r['dataset']} {r['median_popularity']['test_targets']:.0f} vs "

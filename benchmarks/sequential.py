@@ -51,7 +51,7 @@ RECIPE: dict[str, Any] = {
     "emb_init": "svd",
     "window": "all",
     "schedule": "cosine",
-    "max_epochs": 30,
+    "max_epochs": 40,
     "eval_every": 2,
     "patience": 10,
 }

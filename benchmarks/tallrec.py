@@ -173,7 +173,8 @@ def few_shot(
     returns (test AUC x 100, training seconds, the ranker)."""
     rng = np.random.default_rng(seed)
     ranker = CrossEncoderRanker(
-        base=str(args.init or ""), loss="pointwise", lr=args.lr, lists_per_step=8, seed=seed,
+        base=str(args.init or ""), loss="pointwise", lr=args.lr, head_lr=args.head_lr,
+        lists_per_step=8, seed=seed,
         max_length=args.max_length, warmup=0.1,
         epochs=max(1, math.ceil(args.min_examples / max(1, n))),
     )  # fmt: skip
@@ -201,7 +202,8 @@ def main() -> None:
     ap.add_argument("--test", type=Path, default=default / "test.json")
     ap.add_argument("--shots", default="16,64,256")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--head-lr", type=float, default=5e-3)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument(
         "--min-examples",
@@ -292,8 +294,9 @@ def markdown(p: dict[str, Any], shots: list[int]) -> str:
         "",
         f"Train pool `{Path(p['train_file']).name}` ({p['records']['train_pool']:,} records), "
         f"test `{Path(p['test_file']).name}` ({p['records']['test']:,} records). Cross-encoder: "
-        f"all-MiniLM-L6-v2 + fresh 1-logit head, pointwise BCE, lr {a['lr']}, max length "
-        f"{a['max_length']}, epochs = ceil({a['min_examples']} / N); query = liked"
+        f"all-MiniLM-L6-v2 + fresh 1-logit head, pointwise BCE, lr {a['lr']} (head "
+        f"{a['head_lr']}), max length {a['max_length']}, epochs = "
+        f"ceil({a['min_examples']} / N); query = liked"
         + (" and disliked" if a["disliked"] else "")
         + " titles, document = target title. Mean ± std over "
         f"{a['seeds']} seeds (seed = which N records are sampled and the head init)."

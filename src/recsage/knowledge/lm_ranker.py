@@ -117,8 +117,8 @@ class CrossEncoderConfig:
     loss: str = "listwise"
     epochs: int = 1
     lists_per_step: int = 4
-    lr: float = 5e-5
-    head_lr: float = 1e-3  # the fresh head learns faster than the pretrained encoder (0 = lr)
+    lr: float = 2e-4  # short CPU schedules (hundreds of steps) need a high rate
+    head_lr: float = 5e-3  # the fresh head learns faster than the pretrained encoder (0 = lr)
     weight_decay: float = 0.01
     warmup: float = 0.1
     freeze_embeddings: bool = True

@@ -61,6 +61,9 @@ class SASRecConfig:
     `text`: "none", "add" (ID embedding + adapter over frozen text vectors) or "text_only"
     (adapter only: inductive). `max_minutes` > 0 ends training (validating the last epoch)
     before an epoch that would, at the mean epoch cost so far, overrun that budget.
+    `threads` is torch's intra-op thread count while training; 1 by default: at dim 64 the
+    ops are too small to split, and on a shared 2-core machine a second thread spin-waits
+    for a core (measured: an ML-1M epoch 15 s with 1 thread, 35-43 s with 2).
     `schedule` "cosine" decays the learning rate per step to `min_lr_ratio` * lr at
     `max_epochs` (so `max_epochs` is then part of the recipe, not only a cap).
     """
@@ -88,7 +91,7 @@ class SASRecConfig:
     max_minutes: float = 0.0
     window: str = "last"
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     precision: str = "auto"
     text: str = "none"
     progress: bool = True
@@ -415,6 +418,7 @@ class SASRec(Recommender):
         self.best_epoch = 0
         self.best_ndcg = float("nan")
         self._item_cache: np.ndarray | None = None
+        self._token_cache: torch.Tensor | None = None
         self._valid: Split | None = None
         self._checkpoint_dir: Path | None = None
         self._text_arg: np.ndarray | None = None
@@ -479,6 +483,7 @@ class SASRec(Recommender):
                 net.id_emb.weight[1:] = torch.as_tensor(_svd_item_factors(self.train_matrix, cfg))
         self.net = net
         self._item_cache = None
+        self._token_cache = None
         text_t = _text_table(self.text_vectors) if self.text_vectors is not None else None
         opt = torch.optim.AdamW(
             net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
@@ -548,6 +553,7 @@ class SASRec(Recommender):
         self.best_epoch = state.best_epoch or state.epoch
         self.best_ndcg = state.best_ndcg if state.best is not None else float("nan")
         self._item_cache = None
+        self._token_cache = None
 
     def _sampler_log_q(self, data: Dataset) -> torch.Tensor:
         """log q(token) of the negative sampler over tokens 1..n (index 0 unused)."""
@@ -657,6 +663,7 @@ class SASRec(Recommender):
 
         assert self._valid is not None
         self._item_cache = None
+        self._token_cache = None
 
         def scorer(users: np.ndarray, history: Any = None) -> np.ndarray:
             return self.score_sequences([valid_seqs[u] for u in users])
@@ -665,6 +672,7 @@ class SASRec(Recommender):
         feats = np.zeros((self.n_items, 1), np.float32)
         result = evaluate(scorer, self._valid, name="sasrec", ks=(10,), item_features=feats)
         self._item_cache = None
+        self._token_cache = None
         return float(result.metrics["ndcg@10"])
 
     # ---- checkpoints ----------------------------------------------------------------
@@ -776,15 +784,31 @@ class SASRec(Recommender):
         """
         net = self._net()
         net.eval()
-        table = self._table(item_text_vectors)
+        if item_text_vectors is None:
+            if self._token_cache is None:
+                self._token_cache = self._table(None)
+            table = self._token_cache
+        else:
+            table = self._table(item_text_vectors)
         out = np.zeros((len(sequences), net.dim), np.float32)
-        for lo in range(0, len(sequences), batch_size):
-            chunk = sequences[lo : lo + batch_size]
-            length = max(1, min(net.max_len, max((len(s) for s in chunk), default=1)))
-            tokens = torch.as_tensor(_left_pad(chunk, length))
-            if int(tokens.max()) >= table.shape[0]:
-                raise RecsageError(f"item index out of range 0..{table.shape[0] - 2} in history")
-            out[lo : lo + len(chunk)] = net.encode(tokens, table)[:, -1].numpy()
+        # a few histories: one thread (thread hand-offs cost more than they save, and on a
+        # busy machine a second thread waits for a core: 0.6 ms becomes 100+ ms)
+        threads = torch.get_num_threads()
+        if len(sequences) <= 8 and threads > 1:
+            torch.set_num_threads(1)
+        try:
+            for lo in range(0, len(sequences), batch_size):
+                chunk = sequences[lo : lo + batch_size]
+                length = max(1, min(net.max_len, max((len(s) for s in chunk), default=1)))
+                tokens = torch.as_tensor(_left_pad(chunk, length))
+                if int(tokens.max()) >= table.shape[0]:
+                    raise RecsageError(
+                        f"item index out of range 0..{table.shape[0] - 2} in history"
+                    )
+                out[lo : lo + len(chunk)] = net.encode(tokens, table)[:, -1].numpy()
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         return out
 
     @torch.inference_mode()
@@ -833,6 +857,7 @@ class SASRec(Recommender):
         net.eval()
         self.net = net
         self._item_cache = None
+        self._token_cache = None
         self.history = list(extra.get("history", []))
         self.best_epoch = int(extra.get("best_epoch", 0))
         best = extra.get("best_ndcg")

@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--text", action="store_true", help="also run text=add and text=text_only")
     ap.add_argument("--no-baselines", action="store_true", help="skip popularity and EASE")
     ap.add_argument("--checkpoint-dir", default=None, help="checkpoint folder (resumable)")
+    ap.add_argument(
+        "--valid-only", action="store_true", help="report validation only (for tuning runs)"
+    )
     args = ap.parse_args(argv)
 
     ds_key = Path(args.dataset).name if os.sep in args.dataset else args.dataset
@@ -322,7 +325,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.no_baselines:
             rows.extend(run_baselines(loo, ds.name))
         ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else None
-        rows.append(run_sasrec("sasrec", base, loo, text_vectors=None, checkpoint_dir=ckpt))
+        rows.append(
+            run_sasrec(
+                "sasrec",
+                base,
+                loo,
+                text_vectors=None,
+                checkpoint_dir=ckpt,
+                test=not args.valid_only,
+            )
+        )
         if args.text and text_vectors is not None:
             for mode in ("add", "text_only"):
                 rows.append(
@@ -331,9 +343,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         {**base, "text": mode},
                         loo,
                         text_vectors=text_vectors,
+                        test=not args.valid_only,
                     )
                 )
-        split = "test"
+        split = "valid" if args.valid_only else "test"
 
     table = markdown_table(rows, split)
     title = (

@@ -166,6 +166,7 @@ class SASRecNet(nn.Module):
         self.dim = cfg.dim
         self.max_len = cfg.max_len
         self.text = cfg.text
+        self.text_dim = text_dim if cfg.text != "none" else 0
         self.id_emb = (
             nn.Embedding(n_items + 1, cfg.dim, padding_idx=0) if cfg.text != "text_only" else None
         )
@@ -422,6 +423,7 @@ class SASRec(Recommender):
         self._valid: Split | None = None
         self._checkpoint_dir: Path | None = None
         self._text_arg: np.ndarray | None = None
+        self._init_from: SASRec | None = None
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -431,21 +433,37 @@ class SASRec(Recommender):
         valid: Split | None = None,
         item_text_vectors: np.ndarray | None = None,
         checkpoint_dir: str | Path | None = None,
+        init_from: SASRec | None = None,
     ) -> SASRec:
         """Train on `data`'s sequences; early-stop on `valid` (NDCG@10) when given.
 
         `item_text_vectors` (n_items, d) are the frozen text vectors for the text modes
         (computed with `recsage.encoders.text` when omitted). With `checkpoint_dir`, the
         state is written after every epoch and training resumes from it when present.
+        `init_from` starts from another fitted text-only model's weights (fine-tuning on a
+        new domain: a text-only network has no per-item parameters, so any catalogue fits).
         """
+        if init_from is not None:
+            src = init_from.config
+            if self.config.text != "text_only" or src.text != "text_only":
+                raise ConfigError("sasrec: init_from needs text='text_only' on both models")
+            for key in ("dim", "layers", "heads", "ffn_mult", "max_len"):
+                if getattr(src, key) != getattr(self.config, key):
+                    raise ConfigError(
+                        f"sasrec: init_from has {key}={getattr(src, key)}, "
+                        f"this model {getattr(self.config, key)}"
+                    )
+            init_from._net()
         self._valid = valid
         self._text_arg = item_text_vectors
+        self._init_from = init_from
         self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         try:
             super().fit(data)
         finally:
             self._valid = None
             self._text_arg = None
+            self._init_from = None
         return self
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
@@ -481,6 +499,16 @@ class SASRec(Recommender):
             assert self.train_matrix is not None
             with torch.no_grad():
                 net.id_emb.weight[1:] = torch.as_tensor(_svd_item_factors(self.train_matrix, cfg))
+        if self._init_from is not None:
+            source = self._init_from._net()
+            if self.text_vectors is None or source.adapter is None:
+                raise ConfigError("sasrec: init_from needs text vectors on both models")
+            if source.text_dim != self.text_vectors.shape[1]:
+                raise ConfigError(
+                    f"sasrec: init_from was trained on {source.text_dim}-d text "
+                    f"vectors, these are {self.text_vectors.shape[1]}-d"
+                )
+            net.load_state_dict(source.state_dict())
         self.net = net
         self._item_cache = None
         self._token_cache = None

@@ -171,6 +171,43 @@ def test_text_only_scores_unseen_items() -> None:
         SASRec(**TINY, max_epochs=1).fit(data).score_sequences([[1]], item_text_vectors=text)
 
 
+def test_init_from_transfers_a_text_only_model_to_a_new_catalogue() -> None:
+    rng = np.random.default_rng(3)
+    text = rng.normal(size=(N_ITEMS, 24)).astype(np.float32)
+    src = SASRec(**TINY, max_epochs=3, text="text_only").fit(
+        cyclic_dataset(seed=0), item_text_vectors=text
+    )
+    # a new domain: other users, items presented in another order (their own text rows)
+    target = cyclic_dataset(seed=5)
+    perm = rng.permutation(N_ITEMS)
+    moved = text[perm]
+    # zero epochs: the fine-tuned model starts exactly at the source's weights
+    start = SASRec(**TINY, max_epochs=0, text="text_only").fit(
+        target, item_text_vectors=moved, init_from=src
+    )
+    seq = [np.array([3, 7, 11])]
+    np.testing.assert_allclose(
+        start.score_sequences(seq),
+        src.score_sequences([perm[seq[0]]], item_text_vectors=text)[:, perm],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    tuned = SASRec(**TINY, max_epochs=2, text="text_only").fit(
+        target, item_text_vectors=moved, init_from=src
+    )
+    assert not np.allclose(tuned.score_sequences(seq), start.score_sequences(seq))
+    with pytest.raises(ConfigError, match="text_only"):
+        SASRec(**TINY, max_epochs=1).fit(target, init_from=src)
+    with pytest.raises(ConfigError, match="dim"):
+        SASRec(**{**TINY, "dim": 16}, max_epochs=1, text="text_only").fit(
+            target, item_text_vectors=moved, init_from=src
+        )
+    with pytest.raises(ConfigError, match="24-d"):
+        SASRec(**TINY, max_epochs=1, text="text_only").fit(
+            target, item_text_vectors=moved[:, :8], init_from=src
+        )
+
+
 def test_text_add_needs_vectors_of_the_right_shape(data) -> None:
     with pytest.raises(ConfigError, match="item_text_vectors"):
         SASRec(**TINY, max_epochs=1, text="add").fit(data, item_text_vectors=np.ones((3, 4)))

@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--latency-users", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="cap on CE fine-tuning")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the cross-encoder")
+    ap.add_argument("--save", type=Path, default=None, help="save the fine-tuned ranker here")
     args = ap.parse_args()
     t_all = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -156,12 +158,16 @@ def main() -> None:
     stage = next(s for s in pipe.stages if isinstance(s, CrossEncoderStage))
 
     t0 = time.perf_counter()
-    ranker = CrossEncoderRanker(max_length=args.max_length, epochs=args.epochs, seed=args.seed)
+    ranker = CrossEncoderRanker(
+        max_length=args.max_length, epochs=args.epochs, seed=args.seed, threads=args.threads
+    )
     data = train_cross_encoder(
         pipe, loo.valid, ranker=ranker, users=train, negatives=args.negatives, pool=30,
         seed=args.seed, progress=True, max_minutes=args.max_minutes,
     )  # fmt: skip
     ce_fit_s = time.perf_counter() - t0
+    if args.save is not None:
+        ranker.save(args.save)
     print(f"cross-encoder: {len(data.queries)} lists ({data.skipped} users skipped: target "
           f"not in the top 30) in {ce_fit_s:.0f}s; {ranker.history}", flush=True)  # fmt: skip
 
@@ -196,7 +202,7 @@ def main() -> None:
         "machine": m,
         "command": "python benchmarks/lm_ranker.py " + " ".join(sys.argv[1:]),
         "dataset": ds.describe(),
-        "args": vars(args),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "users": {
             "train_lists": len(data.queries),
             "train_skipped": data.skipped,
@@ -253,7 +259,7 @@ def markdown(p: dict[str, Any]) -> str:
     e2e = lat["end_to_end_ms"]
     lines += [
         "",
-        f"Latency (2 CPU threads, shared machine): the cross-encoder scores "
+        f"Latency ({a.get('threads', 2)} CPU thread(s), shared machine): the cross-encoder scores "
         f"{lat['pairs_per_user']:.0f} pairs per user in {lat['ce_ms_per_user_batched']:.0f} ms "
         f"per user (batched over 100 users); one request end to end: median "
         f"{e2e['without']['median_ms']:.0f} ms without, {e2e['with']['median_ms']:.0f} ms with "

@@ -41,6 +41,9 @@ from recsage.models.base import config_from_dict
 from recsage.models.sasrec import SASRec, SASRecConfig, sequence_scorer
 
 EASE_GRID = (50.0, 100.0, 200.0, 500.0, 1000.0)
+EASE_RECENCY_GRID = tuple(
+    {"l2": l2, "half_life": h} for l2 in (100.0, 500.0) for h in (5.0, 10.0, 30.0)
+)
 # The recipes found on the validation split (see the module docstring of models/sasrec.py):
 # on CPU budgets a higher learning rate, an SVD warm start of the item table and every
 # max_len window of long histories buy the most quality per minute.
@@ -178,9 +181,57 @@ def run_baselines(loo: Any, ds_name: str) -> list[dict[str, Any]]:
             "users_per_second": throughput(ease.score, loo.test.users),
         }
     )
+    # EASE scoring recency-weighted histories: the strongest foundation baseline on LOO
+    best_p, best_val, grid = EASE_RECENCY_GRID[0], -1.0, {}
+    for p in EASE_RECENCY_GRID:
+        val = evaluate(EASE(**p).fit(loo.valid.train), loo.valid, ks=(10,)).metrics["ndcg@10"]
+        grid[f"l2={p['l2']:g},half_life={p['half_life']:g}"] = round(val, 4)
+        if val > best_val:
+            best_p, best_val = p, val
+    print(f"  [{ds_name}] ease+recency valid ndcg@10 {grid}", flush=True)
+    start = time.perf_counter()
+    ease_r = EASE(**best_p).fit(loo.test.train)
+    fit_s = time.perf_counter() - start
+    res = evaluate(ease_r, loo.test, ks=(10, 20))
+    rows.append(
+        {
+            "model": "ease + recency",
+            "params": best_p,
+            "valid_grid_ndcg@10": grid,
+            "valid": {"ndcg@10": round(best_val, 4)},
+            "test": pick(res.metrics),
+            "train_seconds": fit_s,
+            "users_per_second": throughput(ease_r.score, loo.test.users),
+        }
+    )
     for row in rows:
         print(f"  [{ds_name}] {row['model']}: test {row['test']}", flush=True)
     return rows
+
+
+def run_two_tower(loo: Any, ds_name: str, text: np.ndarray) -> dict[str, Any]:
+    """The semantic layer's two-tower (ID + text) with benchmarks/semantic.py's settings,
+    early-stopped on validation, then scored from histories that include the valid item."""
+    from semantic import TT_BASE, TT_DATASET
+
+    from recsage.models.two_tower import TwoTower
+    from recsage.models.two_tower import sequence_scorer as tt_scorer
+
+    params = {**TT_BASE, **TT_DATASET.get(ds_name, {}), "threads": 1}
+    start = time.perf_counter()
+    model = TwoTower(**params).fit(loo.valid.train, item_text_vectors=text, valid=loo.valid)
+    fit_s = time.perf_counter() - start
+    scorer = tt_scorer(model, loo.test.train)
+    res = evaluate(scorer, loo.test, ks=(10, 20), name="two-tower")
+    row = {
+        "model": "two-tower ID+text",
+        "params": params,
+        "test": pick(res.metrics),
+        "train_seconds": fit_s,
+        "users_per_second": throughput(lambda u: scorer(u), loo.test.users),
+    }
+    print(f"  [{ds_name}] two-tower: test {row['test']} ({fit_s:.0f}s)", flush=True)
+    return row
 
 
 def run_sasrec(
@@ -301,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         base["max_epochs"] = args.epochs
     print(f"{ds.describe()} base SASRec config {base}", flush=True)
 
-    needs_text = args.text or args.ablation
+    needs_text = args.text or args.ablation or not args.no_baselines
     text_vectors, text_note = load_text_vectors(ds) if needs_text else (None, "not requested")
     if needs_text:
         print(f"  text vectors: {text_note}", flush=True)
@@ -324,6 +375,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         if not args.no_baselines:
             rows.extend(run_baselines(loo, ds.name))
+            if text_vectors is not None:
+                rows.append(run_two_tower(loo, ds.name, text_vectors))
         ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else None
         rows.append(
             run_sasrec(

@@ -174,7 +174,7 @@ def few_shot(
     rng = np.random.default_rng(seed)
     ranker = CrossEncoderRanker(
         base=str(args.init or ""), loss="pointwise", lr=args.lr, head_lr=args.head_lr,
-        lists_per_step=8, seed=seed,
+        lists_per_step=8, seed=seed, threads=args.threads,
         max_length=args.max_length, warmup=0.1,
         epochs=max(1, math.ceil(args.min_examples / max(1, n))),
     )  # fmt: skip
@@ -205,6 +205,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--head-lr", type=float, default=5e-3)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument(
         "--min-examples",
         type=int,

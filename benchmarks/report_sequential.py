@@ -41,17 +41,18 @@ def best_row(p: dict[str, Any], prefix: str = "sasrec") -> dict[str, Any]:
     return max(rows, key=lambda r: r["test"]["ndcg@10"])
 
 
+def run_block(title: str, p: dict[str, Any]) -> list[str]:
+    """Heading, reproducing command, machine and the run's own table."""
+    command = f"Command: `{p['command']}`  "
+    return [title, "", command, machine_line(p["machine"]), "", p["markdown"]]
+
+
 def section_ml1m(p: dict[str, Any]) -> list[str]:
     ours = best_row(p)
     hr, nd = ours["test"]["hr@10"], ours["test"]["ndcg@10"]
     met = hr >= TARGET[0] and nd >= TARGET[1]
     lines = [
-        "### ML-1M",
-        "",
-        f"Command: `{p['command']}`  ",
-        machine_line(p["machine"]),
-        "",
-        p["markdown"],
+        *run_block("### ML-1M", p),
         "",
         f"SASRec config: `{json.dumps(ours['params'])}`. Training wall time is the sum of the "
         f"epochs (CPU seconds in brackets); validation cost {ours['validation_seconds']:.0f} s "
@@ -119,12 +120,7 @@ def section_amazon(p: dict[str, Any]) -> list[str]:
     rows = {r["model"]: r for r in p["results"]}
     lines = [
         "",
-        "### Amazon-Scientific",
-        "",
-        f"Command: `{p['command']}`  ",
-        machine_line(p["machine"]),
-        "",
-        p["markdown"],
+        *run_block("### Amazon-Scientific", p),
         "",
         "Published (different preprocessing; see docs/references.md): "
         + "; ".join(f"{n}: HR@10 {h:.4f}, NDCG@10 {d:.4f}" for n, h, d in PUBLISHED_SCI)
@@ -153,10 +149,7 @@ def section_ablation(p: dict[str, Any]) -> list[str]:
         "cosine schedule (the budget the CPU allows for nine runs) and reported on the "
         "validation split only.",
         "",
-        f"Command: `{p['command']}`  ",
-        machine_line(p["machine"]),
-        "",
-        p["markdown"],
+        *run_block("", p)[2:],
     ]
 
 

@@ -47,14 +47,17 @@ def run_block(title: str, p: dict[str, Any]) -> list[str]:
     return [title, "", command, machine_line(p["machine"]), "", p["markdown"]]
 
 
-def section_ml1m(p: dict[str, Any]) -> list[str]:
-    ours = best_row(p)
+def section_ml1m(p: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+    """The side-by-side run; the published comparison and the verdict use the full SASRec
+    run with the best *validation* NDCG@10 among `runs` (never picked by test)."""
+    ours = max((best_row(r) for r in runs), key=lambda r: r["valid"]["ndcg@10"])
     hr, nd = ours["test"]["hr@10"], ours["test"]["ndcg@10"]
     met = hr >= TARGET[0] and nd >= TARGET[1]
     lines = [
         *run_block("### ML-1M", p),
         "",
-        f"SASRec config: `{json.dumps(ours['params'])}`. Training wall time is the sum of the "
+        f"SASRec config (best on validation): `{json.dumps(ours['params'])}`. Training wall "
+        "time is the sum of the "
         f"epochs (CPU seconds in brackets); validation cost {ours['validation_seconds']:.0f} s "
         f"on top. users/s: batched full-catalogue scoring; 1-user ms: one new history → user "
         f"vector (median; p95 {ours['user_vector_ms_p95']:.1f} ms), the feedback loop's cost "
@@ -63,7 +66,8 @@ def section_ml1m(p: dict[str, Any]) -> list[str]:
         "benchmark ran on the second core).",
         "",
         "Published anchors (same data family, leave-one-out, full ranking; "
-        "docs/references.md) next to this run:",
+        "docs/references.md) next to our full run with the best validation NDCG@10 "
+        "(every run is listed below):",
         "",
         "| model | HR@10 | NDCG@10 |",
         "|---|---:|---:|",
@@ -79,23 +83,35 @@ def section_ml1m(p: dict[str, Any]) -> list[str]:
     return lines
 
 
-def section_first(p: dict[str, Any]) -> list[str]:
-    """The earlier full run (before the ablation pointed at a shorter max_len)."""
-    r = best_row(p)
-    t = r["test"]
-    return [
+def section_other_runs(main: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+    """Every full ML-1M SASRec run (test scored once each), so no test result is hidden."""
+    base = best_row(main)["params"]
+    lines = [
         "",
-        "#### Earlier full run with max_len 200",
+        "#### Every full ML-1M SASRec run",
         "",
-        f"Command: `{p['command']}`  ",
-        f"The recipe before the ablation below: max_len {r['params']['max_len']}, the rest "
-        f"identical. Test HR@10 {t['hr@10']:.4f}, NDCG@10 {t['ndcg@10']:.4f}, MRR "
-        f"{t['mrr']:.4f} (valid NDCG@10 {r['valid']['ndcg@10']:.4f}), "
-        f"{r['train_seconds'] / 60:.0f} min, {r['epochs_run']} epochs (best "
-        f"{r['best_epoch']}), {r['seconds_per_epoch']:.1f} s/epoch. The ablation's 5-epoch "
-        "validation runs then showed max_len 50 ahead (0.1767 vs 0.1621), so the run above "
-        "uses it; the choice was made on validation, and both test results are reported.",
+        "Each configuration below was chosen from validation evidence (the ablation and the "
+        "longer-schedule run); each was scored on the test split once, and all are listed.",
+        "",
+        "| run | test HR@10 | test NDCG@10 | MRR | valid NDCG@10 | train min | epochs (best) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    for p in [main, *runs]:
+        r = best_row(p)
+        diff = {k: v for k, v in r["params"].items() if base.get(k) != v}
+        label = (
+            "the side-by-side run above"
+            if p is main
+            else ", ".join(f"{k}={v}" for k, v in diff.items())
+        )
+        t = r["test"]
+        lines.append(
+            f"| {label} | {t['hr@10']:.4f} | {t['ndcg@10']:.4f} | {t['mrr']:.4f} | "
+            f"{r['valid']['ndcg@10']:.4f} | {r['train_seconds'] / 60:.0f} | "
+            f"{r['epochs_run']} ({r['best_epoch']}) |"
+        )
+    lines += ["", *[f"- `{p['command']}`" for p in [main, *runs]]]
+    return lines
 
 
 def section_budget(p: dict[str, Any]) -> list[str]:
@@ -177,11 +193,11 @@ def main() -> None:
         "",
     ]
     ml = load("sequential_ml-1m")
+    others = [load(n) for n in ("sequential_ml-1m_len200", "sequential_ml-1m_3layers")]
     if ml:
-        parts += section_ml1m(ml)
-    first = load("sequential_ml-1m_len200")
-    if first and ml and first.get("command") != ml.get("command"):
-        parts += section_first(first)
+        extra = [o for o in others if o]
+        parts += section_ml1m(ml, [ml, *extra])
+        parts += section_other_runs(ml, extra)
     longer = load("sequential_ml-1m_long")
     if longer:
         parts += section_budget(longer)

@@ -145,17 +145,9 @@ class KGChannel(ModelChannel):
     kind = "kg"
 
     @dataclass
-    class Config:
-        graph: str = "auto"
-        dim: int = 64
-        epochs: int = 20
-        lr: float = 0.01
-        margin: float = 1.0
-        propagate: float = 1.0
-        recent: int = 10
-        decay: float = 0.8
-        seed: int = 0
-        threads: int = 2
+    class Config(KGModelConfig):
+        """The model's settings plus the channel's own."""
+
         index: str = ""
         half_life: float = 0.0  # unused (KG profiles weight by `decay`); kept for ModelChannel
 

@@ -33,6 +33,7 @@ from recsage.data.schema import Dataset
 from recsage.data.splits import Split
 from recsage.errors import ConfigError, RecsageError
 from recsage.models.base import Recommender
+from recsage.models.progress import TrainingProgress
 from recsage.models.registry import register
 
 LOSSES = ("ce", "sampled", "bce")
@@ -534,7 +535,7 @@ class SASRec(Recommender):
         )
         start_time = time.perf_counter()
         first_epoch = state.epoch + 1
-        with _progress(cfg.progress) as progress:
+        with TrainingProgress(cfg.progress) as progress:
             task = progress.add_task("sasrec", total=max(1, math.ceil(len(rows) / cfg.batch_size)))
             for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
                 if state.stopped:
@@ -923,70 +924,6 @@ def _describe(record: dict[str, float], state: _TrainState) -> str:
     elif not math.isinf(state.best_ndcg):
         parts.append(f"best ndcg@10 {state.best_ndcg:.4f} (epoch {state.best_epoch})")
     return "sasrec " + " | ".join(parts)
-
-
-class _NullProgress:
-    enabled = False
-
-    def __enter__(self) -> _NullProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
-
-    def reset(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def log(self, *args: Any) -> None:
-        return None
-
-
-class _RichProgress:
-    enabled = True
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        console = Console()
-        if not console.is_terminal:  # log files: one line per epoch, not wrapped at 80
-            console = Console(width=160)
-        self._p = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-
-    def __enter__(self) -> _RichProgress:
-        self._p.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._p.__exit__(None, None, None)
-
-    def add_task(self, description: str, total: int) -> Any:
-        return self._p.add_task(description, total=total)
-
-    def reset(self, task: Any, description: str) -> None:
-        self._p.reset(task, description=description)
-
-    def update(self, task: Any, advance: int, description: str) -> None:
-        self._p.update(task, advance=advance, description=description)
-
-    def log(self, message: str) -> None:
-        self._p.console.log(message)
-
-
-def _progress(enabled: bool) -> _NullProgress | _RichProgress:
-    return _RichProgress() if enabled else _NullProgress()
 
 
 def sequence_scorer(model: SASRec, dataset: Dataset) -> Callable[..., np.ndarray]:

@@ -42,6 +42,7 @@ from recsage.data.schema import Dataset
 from recsage.data.splits import Split
 from recsage.errors import ConfigError, RecsageError
 from recsage.models.base import Recommender
+from recsage.models.progress import TrainingProgress
 from recsage.models.registry import register
 
 LOSSES = ("softmax", "bpr")
@@ -549,7 +550,7 @@ class TwoTower(Recommender):
         best_ndcg, bad = float("-inf"), 0
         self.history = []
         start = time.perf_counter()
-        with _progress(cfg.progress) as progress:
+        with TrainingProgress(cfg.progress) as progress:
             task = progress.add_task("two_tower", total=steps)
             for epoch in range(1, cfg.max_epochs + 1):
                 t0 = time.perf_counter()
@@ -1078,50 +1079,6 @@ def _describe(record: dict[str, float]) -> str:
     if "ndcg@10" in record:
         parts.append(f"val ndcg@10 {record['ndcg@10']:.4f}")
     return " | ".join(parts)
-
-
-class _Progress:
-    """A rich progress bar, or nothing when disabled."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._p: Any = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self._p = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
-
-    def __enter__(self) -> _Progress:
-        if self._p is not None:
-            self._p.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._p is not None:
-            self._p.__exit__(None, None, None)
-
-    def add_task(self, description: str, total: int) -> Any:
-        return self._p.add_task(description, total=total) if self._p is not None else 0
-
-    def reset(self, task: Any, description: str) -> None:
-        if self._p is not None:
-            self._p.reset(task, description=description)
-
-    def update(self, task: Any, advance: int, description: str) -> None:
-        if self._p is not None:
-            self._p.update(task, advance=advance, description=description)
-
-    def log(self, message: str) -> None:
-        if self._p is not None:
-            self._p.console.log(message)
-
-
-def _progress(enabled: bool) -> _Progress:
-    return _Progress(enabled)
 
 
 def sequence_scorer(model: TwoTower, dataset: Dataset) -> Any:

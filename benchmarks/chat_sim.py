@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from _common import machine, machine_line, write_result
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.llm.conversation import Catalogue, ConversationSession, KeywordEncoder, SessionWeights
 from recsage.models import create_model
@@ -171,7 +171,8 @@ def main() -> None:
             cat, users, targets, histories, priors, profile=True, backend=None, **common),
     }  # fmt: skip
     if args.llm != "none":
-        from recsage.llm.backends import create_backend, default_cache_dir
+        from recsage.llm.backends.base import default_cache_dir
+        from recsage.llm.backends.registry import create_backend
 
         backend = create_backend(args.llm, cache_dir=default_cache_dir(), timeout=120)
         k = min(args.llm_users, len(users))

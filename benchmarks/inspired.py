@@ -230,7 +230,8 @@ def main() -> None:
     cat, index = build_catalogue(df, MemoEncoder(encoder))
     backend = None
     if args.llm != "none":
-        from recsage.llm.backends import create_backend, default_cache_dir
+        from recsage.llm.backends.base import default_cache_dir
+        from recsage.llm.backends.registry import create_backend
 
         backend = create_backend(args.llm, cache_dir=default_cache_dir(), timeout=120)
     res = evaluate(df, cat, index, backend, args.llm_dialogues)

@@ -38,13 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from _common import machine, machine_line, write_result
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
+from recsage.evaluation.pipeline import evaluate_pipeline
 from recsage.knowledge.channel import KGChannel
 from recsage.knowledge.graph import load_lastfm_kg
-from recsage.pipeline import CHANNELS, Pipeline, QueryBatch, create_channel
-from recsage.pipeline.evaluation import evaluate_pipeline
+from recsage.pipeline.pipeline import Pipeline
+from recsage.retrieval.channels.registry import CHANNELS, create_channel
+from recsage.types import QueryBatch
 
 CHANNELS.setdefault(KGChannel.kind, KGChannel)  # until recsage.pipeline registers it
 

@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from _common import machine, machine_line, write_result
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import Split, leave_one_out
-from recsage.evaluation.metrics import top_k
 from recsage.llm import models as local_models
-from recsage.llm.backends import LlamaCppBackend
+from recsage.llm.backends.llamacpp import LlamaCppBackend
 from recsage.llm.rerank import LLMReranker, blend, catalogue_texts
 from recsage.models import create_model
+from recsage.types import top_k
 
 W_GRID = tuple(round(x, 2) for x in np.linspace(0.0, 1.0, 11))
 DOMAIN = {"ml-1m": "movies", "amazon-scientific": "industrial and scientific products"}

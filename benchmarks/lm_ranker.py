@@ -36,15 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from _common import machine, machine_line, write_result
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import Split, leave_one_out
 from recsage.evaluation import evaluate
-from recsage.knowledge.lm_ranker import (
-    CrossEncoderRanker,
-    CrossEncoderStage,
-    train_cross_encoder,
-)
-from recsage.pipeline import STAGES, Pipeline, Query, QueryBatch
+from recsage.llm.cross_encoder import CrossEncoderRanker, CrossEncoderStage, train_cross_encoder
+from recsage.pipeline.pipeline import Pipeline
+from recsage.ranking.stages.registry import STAGES
+from recsage.types import Query, QueryBatch
 
 STAGES.setdefault(CrossEncoderStage.kind, CrossEncoderStage)  # until recsage.pipeline does
 

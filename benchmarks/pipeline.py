@@ -25,11 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, machine_line, write_result
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
-from recsage.pipeline import Pipeline, Query, QueryBatch
-from recsage.pipeline.evaluation import evaluate_pipeline
+from recsage.evaluation.pipeline import evaluate_pipeline
+from recsage.pipeline.pipeline import Pipeline
+from recsage.types import Query, QueryBatch
 
 
 def single_models(pipe: Pipeline, split, histories) -> list[dict[str, Any]]:

@@ -38,15 +38,17 @@ import numpy as np
 import scipy.sparse as sp
 from _common import machine, machine_line, write_result
 
-from recsage.data.loaders import load_dataset
 from recsage.data.schema import Dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import Split, cold_item_split, cold_user_split, leave_one_out
-from recsage.encoders.text import TextEncoder, UserTextTemplate, encode_dataset_items
+from recsage.encoders.templates import UserTextTemplate
+from recsage.encoders.text import TextEncoder, encode_dataset_items
 from recsage.encoders.user import ProfileUserEncoder
 from recsage.evaluation import EvalResult, evaluate
 from recsage.evaluation.protocol import item_category_features
 from recsage.models import create_model
-from recsage.models.two_tower import TwoTower, default_cache_dir, sequence_scorer
+from recsage.models.two_tower.features import default_cache_dir
+from recsage.models.two_tower.model import TwoTower, sequence_scorer
 
 BUCKETS = ((0, 5, "≤5"), (6, 20, "6–20"), (21, 10**9, ">20"))
 EASE_GRID = (30.0, 100.0, 300.0, 1000.0, 3000.0)

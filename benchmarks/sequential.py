@@ -32,13 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine
 
-from recsage.data.loaders import load_dataset
 from recsage.data.schema import Dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
 from recsage.models import EASE, Popularity
 from recsage.models.base import config_from_dict
-from recsage.models.sasrec import SASRec, SASRecConfig, sequence_scorer
+from recsage.models.sasrec.model import SASRec, sequence_scorer
+from recsage.models.sasrec.net import SASRecConfig
 
 EASE_GRID = (50.0, 100.0, 200.0, 500.0, 1000.0)
 EASE_RECENCY_GRID = tuple(
@@ -214,8 +215,8 @@ def run_two_tower(loo: Any, ds_name: str, text: np.ndarray) -> dict[str, Any]:
     early-stopped on validation, then scored from histories that include the valid item."""
     from semantic import TT_BASE, TT_DATASET
 
-    from recsage.models.two_tower import TwoTower
-    from recsage.models.two_tower import sequence_scorer as tt_scorer
+    from recsage.models.two_tower.model import TwoTower
+    from recsage.models.two_tower.model import sequence_scorer as tt_scorer
 
     params = {**TT_BASE, **TT_DATASET.get(ds_name, {}), "threads": 1}
     start = time.perf_counter()

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine, machine_line
 from service_load import free_port, start_server
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
+from recsage.feedback.store import FeedbackStore
 from recsage.pipeline.pipeline import Pipeline
 from recsage.serving.auth import create_key
-from recsage.serving.store import FeedbackStore
 
 SPEC: dict[str, Any] = {
     "text": {"enabled": False},

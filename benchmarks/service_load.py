@@ -76,7 +76,7 @@ def free_port() -> int:
 
 
 def train(out: Path) -> tuple[Path, list[str], float]:
-    from recsage.data.loaders import load_dataset
+    from recsage.data.sources.registry import load_dataset
     from recsage.pipeline.pipeline import Pipeline
 
     ds = load_dataset("ml-1m")
@@ -233,8 +233,8 @@ def main() -> None:
     args = ap.parse_args()
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
 
+    from recsage.feedback.store import FeedbackStore
     from recsage.serving.auth import create_key
-    from recsage.serving.store import FeedbackStore
 
     work = Path(tempfile.mkdtemp(prefix="recsage-load-"))
     try:

@@ -40,7 +40,7 @@ from _common import machine, machine_line, write_result
 from sklearn.metrics import roc_auc_score
 
 from recsage.errors import DataError
-from recsage.knowledge.lm_ranker import CrossEncoderRanker
+from recsage.llm.cross_encoder import CrossEncoderRanker
 
 PUBLISHED = {  # TALLRec README Table 1 (AUC x 100), docs/references.md Q4
     "movie": {16: 67.24, 64: 67.48, 256: 71.98},
@@ -194,7 +194,7 @@ def few_shot(
 
 
 def main() -> None:
-    from recsage.data.loaders import shared_data_dir
+    from recsage.data.sources.registry import shared_data_dir
 
     default = shared_data_dir() / "tallrec" / "movie"
     ap = argparse.ArgumentParser(description=__doc__)

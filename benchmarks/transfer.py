@@ -32,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, write_result
 from sequential import load_text_vectors, pick
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
 from recsage.models import EASE, Popularity
 from recsage.models.base import config_from_dict
-from recsage.models.sasrec import SASRec, SASRecConfig
+from recsage.models.sasrec.model import SASRec
+from recsage.models.sasrec.net import SASRecConfig
 
 # small-data settings (not tuned on the target): short windows, strong dropout
 TARGET_CONFIG: dict[str, Any] = {

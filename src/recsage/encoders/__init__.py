@@ -6,14 +6,12 @@ Heavy libraries (torch, sentence-transformers) load only when a model is first u
 
 from __future__ import annotations
 
+from recsage.encoders.cache import EmbeddingCache
+from recsage.encoders.templates import ItemTextTemplate, TextTemplate, UserTextTemplate
 from recsage.encoders.text import (
     ENCODER_VERSION,
     CacheStats,
-    EmbeddingCache,
-    ItemTextTemplate,
     TextEncoder,
-    TextTemplate,
-    UserTextTemplate,
     default_model_path,
     encode_dataset_items,
 )

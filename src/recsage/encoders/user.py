@@ -28,7 +28,8 @@ from recsage.errors import ConfigError, RecsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from recsage.encoders.text import TextEncoder, UserTextTemplate
+    from recsage.encoders.templates import UserTextTemplate
+    from recsage.encoders.text import TextEncoder
 
 Histories: TypeAlias = "sp.spmatrix | Sequence[np.ndarray] | Sequence[Sequence[int]]"
 POOLINGS = ("mean", "recency", "attention")
@@ -279,7 +280,7 @@ class ProfileUserEncoder:
     def __init__(self, encoder: TextEncoder, template: UserTextTemplate | None = None) -> None:
         self.encoder = encoder
         if template is None:
-            from recsage.encoders.text import UserTextTemplate
+            from recsage.encoders.templates import UserTextTemplate
 
             template = UserTextTemplate()
         self.template = template

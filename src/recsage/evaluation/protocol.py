@@ -13,14 +13,14 @@ import scipy.sparse as sp
 
 from recsage.data.splits import Split
 from recsage.errors import ConfigError
-from recsage.evaluation.metrics import (
+from recsage.metrics import (
     catalogue_coverage,
     intra_list_diversity,
     metrics_from_positions,
     novelty,
     target_positions,
-    top_k,
 )
+from recsage.types import top_k
 
 
 class SupportsScore(Protocol):

@@ -24,7 +24,8 @@ from recsage.knowledge.embeddings import TransE, TransEConfig, recency_profile
 from recsage.knowledge.graph import META_FILE, ItemKnowledgeGraph
 from recsage.models.base import Recommender
 from recsage.models.registry import register
-from recsage.pipeline.channels import ModelChannel, Resources
+from recsage.retrieval.channels.base import Resources
+from recsage.retrieval.channels.model import ModelChannel
 
 
 @dataclass

@@ -449,7 +449,7 @@ def explain_command(
             if model is None and m is not None and getattr(m, "name", "") == "ease":
                 model = m
         vectors = pipeline.resources.item_text_vectors
-        from recsage.pipeline.pipeline import Query
+        from recsage.types import Query
 
         cands, _ = pipeline.run_batch(pipeline.query_batch(Query(user=user, n=10)))
         hit = np.flatnonzero(cands.items[0] == i)

@@ -551,7 +551,8 @@ def attribute_triples(
 
 def ml100k_kg_dir() -> Path:
     """Folder holding `ml-100k.kg` + `ml-100k.link`: the shared data copy, else recbole's."""
-    from recsage.data.loaders import _recbole_example_dir, shared_data_dir
+    from recsage.data.sources.recbole import _recbole_example_dir
+    from recsage.data.sources.registry import shared_data_dir
 
     try:
         shared = shared_data_dir() / "ml-100k"
@@ -564,7 +565,7 @@ def ml100k_kg_dir() -> Path:
 
 def lastfm_kg_dir() -> Path:
     """The shared `kg/kgcn-lastfm` folder."""
-    from recsage.data.loaders import shared_data_dir
+    from recsage.data.sources.registry import shared_data_dir
 
     return shared_data_dir() / "kg" / "kgcn-lastfm"
 

@@ -5,18 +5,18 @@ Imports stay light: heavy runtimes (xllamacpp, httpx, transformers) load on firs
 
 from __future__ import annotations
 
-from recsage.llm.backends import (
+from recsage.llm.backends.base import (
     Budget,
     BudgetExceeded,
     Completion,
-    LlamaCppBackend,
     LLMBackend,
     LLMError,
     LLMTimeout,
-    OpenAICompatBackend,
-    TransformersBackend,
-    create_backend,
 )
+from recsage.llm.backends.llamacpp import LlamaCppBackend
+from recsage.llm.backends.openai import OpenAICompatBackend
+from recsage.llm.backends.registry import create_backend
+from recsage.llm.backends.transformers import TransformersBackend
 
 __all__ = [
     "Budget",

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from recsage.errors import ConfigError
-from recsage.llm.backends import LLMBackend, LLMError
-from recsage.pipeline.pipeline import Recommendation
+from recsage.llm.backends.base import LLMBackend, LLMError
+from recsage.types import Recommendation
 
 # --------------------------------------------------------------------------- vocabulary
 
@@ -212,7 +212,7 @@ class Catalogue:
     @classmethod
     def from_dataset(cls, dataset: Any, *, encoder: Any = None) -> Catalogue:
         """Encode the dataset's items (MiniLM with its disk cache by default)."""
-        from recsage.encoders.text import ItemTextTemplate
+        from recsage.encoders.templates import ItemTextTemplate
 
         if encoder is None:
             from recsage.encoders.text import TextEncoder

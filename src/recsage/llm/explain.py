@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsage.llm.backends import LLMBackend, LLMError
+from recsage.llm.backends.base import LLMBackend, LLMError
 from recsage.llm.rerank import sanitize
 
 MAX_CHARS = 400

@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from recsage.errors import ConfigError
-from recsage.llm.backends import Budget, Completion, LLMBackend, create_backend
-from recsage.pipeline.candidates import CandidateBatch
-from recsage.pipeline.stages import Stage, StageContext
+from recsage.llm.backends.base import Budget, Completion, LLMBackend
+from recsage.llm.backends.registry import create_backend
+from recsage.ranking.stages.base import Stage, StageContext
+from recsage.types import CandidateBatch
 
 MODES = ("listwise", "pointwise")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -133,7 +134,7 @@ def parse_permutation(answer: Completion | str | Any, k: int) -> tuple[list[int]
     else:
         value, text = answer, ""
     if value is None and text:
-        from recsage.llm.backends import extract_json
+        from recsage.llm.backends.base import extract_json
 
         value = extract_json(text)
     ranking = value.get("ranking") if isinstance(value, dict) else None
@@ -400,7 +401,7 @@ class LLMRerankStage(Stage):
     @property
     def backend(self) -> LLMBackend | None:
         if not self._backend_ready:
-            from recsage.llm.backends import default_cache_dir
+            from recsage.llm.backends.base import default_cache_dir
 
             opts: dict[str, Any] = {"timeout": self.config.timeout_s}
             cache = self.config.cache_dir

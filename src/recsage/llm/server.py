@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from recsage.llm.backends import LLMBackend, LLMError, LLMTimeout
+from recsage.llm.backends.base import LLMBackend, LLMError, LLMTimeout
 
 MAX_BODY = 1 << 20
 

@@ -119,7 +119,7 @@ class Recommender(ABC):
         history: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-n item indices and scores per user (seen items excluded by default)."""
-        from recsage.evaluation.metrics import top_k
+        from recsage.types import top_k
 
         users = np.asarray(users, dtype=np.int64)
         scores = self.score(users, history=history)

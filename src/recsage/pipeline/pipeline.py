@@ -24,48 +24,26 @@ from recsage.data.schema import Dataset
 from recsage.data.splits import Split, leave_one_out
 from recsage.data.vocab import Vocabulary
 from recsage.errors import ArtifactError, ConfigError, RecsageError
-from recsage.pipeline.candidates import CandidateBatch
-from recsage.pipeline.channels import (
-    Channel,
-    ModelChannel,
-    QueryBatch,
-    Resources,
-    create_channel,
-)
-from recsage.pipeline.features import ItemStats, candidate_features
-from recsage.pipeline.merge import merge_channels
-from recsage.pipeline.stages import LearnedStage, Stage, StageContext, create_stage
-from recsage.pipeline.training import (
+from recsage.ranking.features import ItemStats, candidate_features
+from recsage.ranking.stages.base import Stage, StageContext
+from recsage.ranking.stages.learned import LearnedStage
+from recsage.ranking.stages.registry import create_stage
+from recsage.ranking.training import (
     concat_ranking_data,
     label_matrix,
     last_items,
     ranking_data,
     sample_training_slots,
 )
+from recsage.retrieval.channels.base import Channel, Resources
+from recsage.retrieval.channels.model import ModelChannel
+from recsage.retrieval.channels.registry import create_channel
+from recsage.retrieval.merge import merge_channels
+from recsage.types import CandidateBatch, Query, QueryBatch, Recommendation
 
 SPEC_FILE = "pipeline.toml"
 MANIFEST = "manifest.json"
 HISTORY_LEN = 20
-
-
-@dataclass
-class Query:
-    """One request: a known user and/or an explicit history, optional free text, `n`."""
-
-    user: str | None = None
-    history: list[str] | None = None
-    text: str | None = None
-    n: int = 10
-    exclude: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Recommendation:
-    item: str
-    title: str
-    score: float
-    rank: int
-    sources: list[str]
 
 
 @dataclass
@@ -237,7 +215,7 @@ class Pipeline:
 
     # ---- running --------------------------------------------------------------------
     def _retrieve(self, batch: QueryBatch, trace: Trace | None) -> CandidateBatch:
-        from recsage.pipeline.channels import _exclude_top
+        from recsage.retrieval.channels.base import _exclude_top
 
         outputs = []
         full_scores: dict[str, np.ndarray] = {}
@@ -461,7 +439,7 @@ class Pipeline:
             self.item_table = pd.concat([self.item_table, add], axis=0)
             self.stats.extend(len(new_ids))
         if self.resources.item_text_vectors is not None and self.resources.text_encoder is not None:
-            from recsage.encoders.text import ItemTextTemplate
+            from recsage.encoders.templates import ItemTextTemplate
 
             changed = np.concatenate([upd_idx, self.items.lookup(new_ids)]).astype(np.int64)
             texts = ItemTextTemplate().render(self.item_table.loc[changed])

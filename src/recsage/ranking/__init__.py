@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from recsage.ranking.learners import (
-    RANKERS,
-    DeepFMRanker,
-    DINConfig,
-    DINRanker,
-    FeatureSchema,
-    FMRanker,
-    LGBMConfig,
-    LGBMRanker,
-    MLPRankerConfig,
-    NFMRanker,
-    Ranker,
-    RankingData,
-    TorchRanker,
-    TorchRankerConfig,
-    create_ranker,
-    ranker_class,
-)
+from recsage.ranking.learners.base import Ranker
+from recsage.ranking.learners.data import FeatureSchema, RankingData
+from recsage.ranking.learners.lgbm import LGBMConfig, LGBMRanker
+from recsage.ranking.learners.nets import DINConfig, MLPRankerConfig, TorchRankerConfig
+from recsage.ranking.learners.registry import RANKERS, create_ranker, ranker_class
+from recsage.ranking.learners.torch import DeepFMRanker, DINRanker, FMRanker, NFMRanker, TorchRanker
 from recsage.ranking.losses import (
     LOSSES,
     group_layout,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from recsage.errors import ConfigError
-from recsage.evaluation.metrics import top_k
+from recsage.types import top_k
 
 
 def profile_vector(

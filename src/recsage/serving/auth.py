@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from recsage.errors import ConfigError
-from recsage.serving.store import FeedbackStore, KeyRecord
+from recsage.feedback.store import FeedbackStore, KeyRecord
 
 SCOPES = ("read", "feedback", "admin")
 PREFIX = "rsk_"

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from recsage.errors import RecsageError
+from recsage.feedback.store import TRAINING_TYPES, Event, FeedbackStore, ItemUpdate
+from recsage.feedback.versions import ModelVersion, VersionRegistry
 from recsage.pipeline.pipeline import Pipeline
 from recsage.serving.auth import KeyRing, RateLimiter
 from recsage.serving.settings import Settings
-from recsage.serving.store import TRAINING_TYPES, Event, FeedbackStore, ItemUpdate
-from recsage.serving.versions import ModelVersion, VersionRegistry
 
 log = logging.getLogger("recsage.serving")
 
@@ -190,21 +190,21 @@ class Runtime:
         self.trending = Trending()
         self.ingest_lock = threading.Lock()
         self._swap_lock = threading.Lock()
-        self._served: ServedModel | None = None
+        self.get_served: ServedModel | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.on_swap: list[Any] = []
 
     # ---- the served model -----------------------------------------------------------------
     def served(self) -> ServedModel:
-        sm = self._served
+        sm = self.get_served
         if sm is None:
             raise RecsageError("no model is loaded")
         return sm
 
     @property
     def ready(self) -> bool:
-        return self._served is not None
+        return self.get_served is not None
 
     def start(self) -> ServedModel:
         """Register `settings.model_dir` (if given), load the current version, seed trending."""
@@ -255,7 +255,7 @@ class Runtime:
         """Load the `current` version if it differs from the served one; swap atomically."""
         with self._swap_lock:
             name = self.registry.current_name()
-            sm = self._served
+            sm = self.get_served
             if name is None:
                 raise RecsageError("no current model version")
             if sm is not None and sm.version == name and not force:
@@ -263,7 +263,7 @@ class Runtime:
             new = self.load_version(self.registry.get(name))
             with self.ingest_lock:  # events that arrived while loading
                 self._catch_up(new)
-                self._served = new
+                self.get_served = new
             for hook in self.on_swap:
                 hook(new)
             log.info("serving model %s", new.version)

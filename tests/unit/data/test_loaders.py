@@ -18,9 +18,9 @@ from recsage.data import (
     load_recbole_atomic,
     load_sequences,
     load_table,
-    loaders,
     shared_data_dir,
 )
+from recsage.data.sources import recbole as recbole_source
 from recsage.errors import DataError, RecsageError
 
 
@@ -204,7 +204,7 @@ def test_ml100k_without_recbole(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(name: str) -> None:
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(loaders.metadata, "files", missing)
+    monkeypatch.setattr(recbole_source.metadata, "files", missing)
     with pytest.raises(RecsageError, match=r"pip install --no-deps recbole==1\.2\.1"):
         load_ml100k()
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsage.evaluation.metrics import (
+from recsage.metrics import (
     MISSED,
     catalogue_coverage,
     intra_list_diversity,
     metrics_from_positions,
     novelty,
     target_positions,
-    top_k,
 )
+from recsage.types import top_k
 
 
 def _targets(rows: list[list[int]], n_items: int) -> sp.csr_matrix:

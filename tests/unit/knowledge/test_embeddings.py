@@ -12,7 +12,8 @@ from recsage.knowledge.channel import KGChannel, KGModel, KGModelConfig
 from recsage.knowledge.embeddings import TransE, recency_profile
 from recsage.knowledge.graph import ItemKnowledgeGraph
 from recsage.models.base import Recommender
-from recsage.pipeline.channels import QueryBatch, Resources
+from recsage.retrieval.channels.base import Resources
+from recsage.types import QueryBatch
 
 
 def test_transe_loss_decreases_and_is_seeded(graph: ItemKnowledgeGraph) -> None:

@@ -84,7 +84,7 @@ def test_check_faithful_catches_invented_reasons(graph: ItemKnowledgeGraph) -> N
 
 
 def test_faithful_on_movielens_with_freebase() -> None:
-    from recsage.data.loaders import load_dataset
+    from recsage.data.sources.registry import load_dataset
 
     ds = load_dataset("ml-100k")
     graph = ItemKnowledgeGraph.for_dataset(ds)
@@ -110,7 +110,7 @@ def test_explain_errors() -> None:
 
 
 def test_explain_cli_on_bundled_movielens() -> None:
-    from recsage.cli import app
+    from recsage.cli.common import app
 
     res = CliRunner().invoke(
         app, ["explain", "--user", "1", "--item", "50"], env={"COLUMNS": "150"}
@@ -124,10 +124,11 @@ def test_explain_cli_on_bundled_movielens() -> None:
 
 
 def test_explain_a_saved_pipeline_with_a_kg_channel(movies, tmp_path, monkeypatch) -> None:
-    from recsage.cli import app
+    from recsage.cli.common import app
     from recsage.knowledge.channel import KGChannel
     from recsage.knowledge.explain import explain_command
-    from recsage.pipeline import CHANNELS, Pipeline
+    from recsage.pipeline.pipeline import Pipeline
+    from recsage.retrieval.channels.registry import CHANNELS
 
     monkeypatch.setitem(CHANNELS, "kg", KGChannel)
     spec = {

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from recsage.errors import ConfigError
-from recsage.knowledge.lm_ranker import (
+from recsage.llm.cross_encoder import (
     CrossEncoderRanker,
     CrossEncoderStage,
     TextCatalogue,
     blend,
     tiny_cross_encoder,
 )
-from recsage.pipeline.candidates import CandidateBatch
-from recsage.pipeline.stages import StageContext
+from recsage.ranking.stages.base import StageContext
+from recsage.types import CandidateBatch
 
 from .conftest import tiny_table
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recsage.llm.backends import Completion, LLMBackend, Request, _run_with_timeout
+from recsage.llm.backends.base import Completion, LLMBackend, Request, _run_with_timeout
 
 
 class FakeBackend(LLMBackend):
@@ -85,7 +85,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> LLMBackend:
         if os.environ.get("CI"):
             pytest.fail(f"SmolLM2 must run in CI: {missing}")
         pytest.skip(f"SmolLM2 not installed ({missing}); run `make install`")
-    from recsage.llm.backends import LlamaCppBackend
+    from recsage.llm.backends.llamacpp import LlamaCppBackend
 
     cache = tmp_path_factory.mktemp("llm-cache")
     return LlamaCppBackend("smollm2", cache_dir=cache, timeout=120.0, n_ctx=2048).load()

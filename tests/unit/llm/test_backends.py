@@ -11,20 +11,20 @@ import pytest
 
 from recsage.errors import ConfigError, RecsageError
 from recsage.llm import models
-from recsage.llm.backends import (
+from recsage.llm.backends.base import (
     Budget,
     BudgetExceeded,
     Completion,
-    LlamaCppBackend,
     LLMError,
     LLMTimeout,
-    OpenAICompatBackend,
     ResponseCache,
     TransientLLMError,
-    create_backend,
     extract_json,
     matches_schema,
 )
+from recsage.llm.backends.llamacpp import LlamaCppBackend
+from recsage.llm.backends.openai import OpenAICompatBackend
+from recsage.llm.backends.registry import create_backend
 from recsage.llm.server import start_server
 
 USER = [{"role": "user", "content": "hi"}]
@@ -79,7 +79,7 @@ def test_cache_is_json_on_disk_and_keyed_by_model_and_params(fake, tmp_path: Pat
     assert len(files) == 2
     record = json.loads(files[0].read_text())  # plain JSON, no pickle
     assert record["model"] == "fake:1" and "completion" in record
-    from recsage.llm.backends import Request
+    from recsage.llm.backends.base import Request
 
     req = Request((("user", "hi"),), None, 5, 0.0, 0, 0, ())
     assert ResponseCache.key("m1", req) != ResponseCache.key("m2", req)
@@ -221,7 +221,7 @@ def test_transformers_backend_on_a_tiny_local_model(tmp_path: Path) -> None:
     from tokenizers import models as tok_models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from recsage.llm.backends import TransformersBackend
+    from recsage.llm.backends.transformers import TransformersBackend
 
     words = ["<unk>", "<s>", "</s>", "yes", "no", "hello", "world", "user", "assistant", ":"]
     tk = Tokenizer(tok_models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))

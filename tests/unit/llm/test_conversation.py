@@ -102,7 +102,7 @@ def test_llm_answers_are_kept_only_where_grounded(catalogue) -> None:
 
 
 def test_llm_failure_falls_back_to_rules(catalogue, fake) -> None:
-    from recsage.llm.backends import LLMTimeout
+    from recsage.llm.backends.base import LLMTimeout
 
     s = ConversationSession(catalogue, backend=fake(LLMTimeout("slow")), n=2)
     t = s.turn("a comedy")
@@ -132,7 +132,7 @@ def test_real_model_turn(catalogue, smollm2) -> None:
 def test_chat_command_reads_turns_from_stdin() -> None:
     from typer.testing import CliRunner
 
-    from recsage.cli import app
+    from recsage.cli.common import app
 
     script = "a funny movie from the 90s\nnot horror\nmore like the second one\nquit\n"
     res = CliRunner().invoke(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recsage.llm.backends import LLMTimeout
+from recsage.llm.backends.base import LLMTimeout
 from recsage.llm.explain import Facts, named_titles, phrase, template_sentence, validate
 
 CATALOGUE = [

@@ -14,7 +14,8 @@ from recsage.errors import ConfigError, RecsageError
 from recsage.evaluation import evaluate
 from recsage.models import Popularity, Recommender
 from recsage.models.registry import model_class
-from recsage.models.sasrec import SASRec, sequence_scorer, softmax_cross_entropy
+from recsage.models.sasrec.model import SASRec, sequence_scorer
+from recsage.models.sasrec.net import softmax_cross_entropy
 
 N_ITEMS = 40
 TINY = {
@@ -245,7 +246,7 @@ def test_time_budget_stops_and_validates_the_last_epoch(data) -> None:
 
 
 def test_training_windows_cover_long_histories() -> None:
-    from recsage.models.sasrec import _training_windows
+    from recsage.models.sasrec.batches import _training_windows
 
     seq = np.arange(10)
     last = _training_windows([seq], 4, "last")

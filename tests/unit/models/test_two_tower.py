@@ -14,7 +14,8 @@ from recsage.errors import ConfigError, RecsageError
 from recsage.evaluation import evaluate
 from recsage.models import Popularity, Recommender
 from recsage.models.registry import model_class
-from recsage.models.two_tower import TwoTower, sequence_scorer, user_feature_matrix
+from recsage.models.two_tower.features import user_feature_matrix
+from recsage.models.two_tower.model import TwoTower, sequence_scorer
 
 N_CLUSTERS = 6
 FAST = {

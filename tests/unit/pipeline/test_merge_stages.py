@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from recsage.errors import ConfigError
-from recsage.pipeline.candidates import CandidateBatch, history_matrix
-from recsage.pipeline.merge import merge_channels
-from recsage.pipeline.stages import StageContext, create_stage
+from recsage.ranking.stages.base import StageContext
+from recsage.ranking.stages.registry import create_stage
+from recsage.retrieval.merge import merge_channels
+from recsage.types import CandidateBatch, history_matrix
 
 NAN = np.nan
 

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.errors import ConfigError, RecsageError
 from recsage.evaluation import evaluate
+from recsage.evaluation.pipeline import evaluate_pipeline
 from recsage.models import create_model
-from recsage.pipeline import Pipeline, Query
-from recsage.pipeline.evaluation import evaluate_pipeline
+from recsage.pipeline.pipeline import Pipeline
+from recsage.types import Query
 
 SPEC = {
     "text": {"enabled": False},

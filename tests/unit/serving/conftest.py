@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from recsage.data.loaders import load_dataset
+from recsage.data.sources.registry import load_dataset
 from recsage.pipeline.pipeline import Pipeline
 
 SMALL_SPEC: dict[str, Any] = {

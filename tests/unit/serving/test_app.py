@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from recsage.pipeline.pipeline import Query
-from recsage.serving.retrain import retrain, rollback
-from recsage.serving.store import FeedbackStore
+from recsage.feedback.retrain import retrain, rollback
+from recsage.feedback.store import FeedbackStore
+from recsage.types import Query
 
 from .conftest import Service, make_settings, start_service
 

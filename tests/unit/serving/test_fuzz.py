@@ -32,10 +32,11 @@ class _Proxy:
 def _spec_app() -> Any:
     from fastapi import FastAPI
 
-    from recsage.serving.app import router
+    from recsage.serving.routes import ROUTERS
 
     app = FastAPI(openapi_url="/openapi.json")
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from recsage.errors import ConfigError
+from recsage.feedback.store import FeedbackStore
+from recsage.feedback.versions import VersionRegistry
 from recsage.serving.auth import (
     KeyRing,
     Principal,
@@ -20,8 +22,6 @@ from recsage.serving.auth import (
 )
 from recsage.serving.runtime import RWLock, Trending
 from recsage.serving.settings import Settings
-from recsage.serving.store import FeedbackStore
-from recsage.serving.versions import VersionRegistry
 
 
 # ---- keys ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from recsage.serving.store import (
+from recsage.feedback.store import (
     SCHEMA_VERSION,
     Event,
     FeedbackStore,

@@ -1,0 +1,1 @@
+"""Dataset readers, one module per source family, found by name in `registry`."""

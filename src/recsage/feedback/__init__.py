@@ -1,0 +1,1 @@
+"""The feedback loop: one event vocabulary, the durable event store, retraining, versions."""

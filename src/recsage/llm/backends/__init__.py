@@ -1,0 +1,1 @@
+"""LLM backends: llama.cpp in-process, OpenAI-compatible HTTP, local transformers."""

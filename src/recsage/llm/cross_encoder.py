@@ -1,0 +1,621 @@
+"""A fine-tuned cross-encoder re-ranker: (user history text, candidate item text) -> score.
+
+`CrossEncoderRanker` starts from the bundled all-MiniLM-L6-v2 encoder (transformers
+`AutoModelForSequenceClassification`, a fresh 1-logit head), offline, and is fine-tuned
+with a listwise loss (softmax over 1 positive + k hard negatives) or a pointwise BCE loss.
+`CrossEncoderStage` (kind "cross_encoder") re-ranks the top candidates of the previous
+stage, blending the cross-encoder score with the incoming score (both z-scored per list).
+`train_cross_encoder` builds the training lists from a fitted pipeline's own candidates.
+
+Artifacts: `save_pretrained` safetensors weights + tokenizer JSON/text files + a JSON
+config; never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsage import __version__
+from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.ranking.stages.base import Stage, StageContext
+from recsage.types import CandidateBatch
+
+FORMAT = "recsage-cross-encoder/1"
+CONFIG_FILE = "cross_encoder.json"
+CATALOGUE_FILE = "catalogue.json"
+
+
+# --------------------------------------------------------------------------- texts
+
+
+@dataclass
+class TextCatalogue:
+    """Per item: the candidate text ("Title (1995). Categories: A, B"), a short history
+    name ("Title (1995)") and categories; builds the history text of a user."""
+
+    docs: list[str]
+    names: list[str]
+    categories: list[list[str]]
+
+    @classmethod
+    def from_item_table(cls, table: pd.DataFrame) -> TextCatalogue:
+        from recsage.encoders.templates import TextTemplate
+
+        aliases = {"title": ("title", "name"), "year": ("year",), "brand": ("brand",),
+                   "categories": ("categories", "genres")}  # fmt: skip
+        names = TextTemplate(("{title}[ ({year})]",), aliases=aliases).render(table)
+        docs = TextTemplate(
+            ("{title}[ ({year})]", "Categories: {categories}", "Brand: {brand}"), aliases=aliases
+        ).render(table)
+        cats = (
+            [
+                [str(c) for c in v] if isinstance(v, list | tuple | np.ndarray) else []
+                for v in table["categories"].tolist()
+            ]
+            if "categories" in table.columns
+            else [[] for _ in range(len(table))]
+        )
+        ids = table["item_id"].astype(str).tolist() if "item_id" in table.columns else None
+        names = [n or (ids[i] if ids else str(i)) for i, n in enumerate(names)]
+        docs = [d or names[i] for i, d in enumerate(docs)]
+        if "text" in table.columns:  # e.g. Amazon: "title. categories. brand." in one column
+            text = TextTemplate(("{text}",)).render(table)
+            docs = [
+                t if d == names[i] and t else d
+                for i, (d, t) in enumerate(zip(docs, text, strict=True))
+            ]
+        return cls(docs, names, cats)
+
+    def query(
+        self, history: Sequence[int] | np.ndarray, n: int = 10, top_categories: int = 3
+    ) -> str:
+        """``Top categories: Drama, Comedy. Recent: A (1997); B (1996); ...`` (newest first,
+        so truncation drops the oldest items)."""
+        seq = [int(i) for i in np.asarray(history).tolist() if 0 <= int(i) < len(self.names)]
+        recent = seq[-n:][::-1] if n > 0 else []
+        counts = Counter(c for i in seq[-50:] for c in self.categories[i])
+        parts = []
+        if counts and top_categories > 0:
+            parts.append(
+                "Top categories: " + ", ".join(c for c, _ in counts.most_common(top_categories))
+            )
+        parts.append("Recent: " + ("; ".join(self.names[i] for i in recent) or "nothing yet"))
+        return ". ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"docs": self.docs, "names": self.names, "categories": self.categories}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TextCatalogue:
+        return cls(list(d["docs"]), list(d["names"]), [list(c) for c in d["categories"]])
+
+
+# --------------------------------------------------------------------------- ranker
+
+
+@dataclass
+class CrossEncoderConfig:
+    """`base`: model folder ("" = bundled MiniLM). `loss`: "listwise" (softmax over each
+    list, the positive first) or "pointwise" (BCE). Fine-tuning runs `epochs` passes with
+    `lists_per_step` lists per optimizer step (pointwise: pairs per step), AdamW with
+    linear warm-up/decay, `lr` for the encoder and `head_lr` for the fresh head; word
+    embeddings stay frozen when `freeze_embeddings`."""
+
+    base: str = ""
+    max_length: int = 128
+    loss: str = "listwise"
+    epochs: int = 1
+    lists_per_step: int = 4
+    lr: float = 2e-4  # short CPU schedules (hundreds of steps) need a high rate
+    head_lr: float = 5e-3  # the fresh head learns faster than the pretrained encoder (0 = lr)
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    freeze_embeddings: bool = True
+    seed: int = 0
+    threads: int = 2
+    batch_size: int = 64  # inference pairs per forward pass
+
+
+class CrossEncoderRanker:
+    """Scores (query text, document text) pairs with a fine-tunable BERT cross-encoder."""
+
+    def __init__(
+        self,
+        config: CrossEncoderConfig | None = None,
+        *,
+        model: Any = None,
+        tokenizer: Any = None,
+        **params: Any,
+    ) -> None:
+        if config is not None and params:
+            raise ConfigError("pass either a CrossEncoderConfig or keyword parameters")
+        names = {f.name for f in dataclasses.fields(CrossEncoderConfig)}
+        bad = sorted(set(params) - names)
+        if bad:
+            raise ConfigError(f"unknown cross-encoder parameter(s) {bad}; valid: {sorted(names)}")
+        self.config = config or CrossEncoderConfig(**params)
+        if self.config.loss not in ("listwise", "pointwise"):
+            raise ConfigError(f"loss must be 'listwise' or 'pointwise', not {self.config.loss!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.history: list[dict[str, float]] = []
+        self.fit_seconds = 0.0
+        if (model is None) != (tokenizer is None):
+            raise ConfigError("pass both model and tokenizer, or neither")
+        if model is None:
+            self._load_base()
+
+    def _load_base(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from recsage.encoders.text import default_model_path
+
+        folder = Path(self.config.base) if self.config.base else default_model_path()
+        if not folder.is_dir():
+            raise RecsageError(f"cross-encoder base model folder {folder} does not exist")
+        verbosity = hf_logging.get_verbosity()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # the fresh head is expected: no "MISSING" report
+        hf_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(folder), num_labels=1, local_files_only=True
+            )
+        except Exception as exc:
+            raise RecsageError(
+                f"could not load {folder} offline as a cross-encoder ({exc})"
+            ) from exc
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+
+    # ---- scoring --------------------------------------------------------------------
+    def _encode(self, queries: Sequence[str], docs: Sequence[str]) -> Any:
+        return self.tokenizer(
+            list(queries), list(docs), truncation="only_first", max_length=self.config.max_length,
+            padding=True, return_tensors="pt",
+        )  # fmt: skip
+
+    def score(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+        """One logit per (query, doc) pair (higher = more relevant), float32."""
+        import torch
+
+        if len(queries) != len(docs):
+            raise RecsageError("queries and docs differ in length")
+        n = len(queries)
+        out = np.zeros(n, np.float32)
+        if n == 0:
+            return out
+        order = np.argsort([-(len(q) + len(d)) for q, d in zip(queries, docs, strict=True)],
+                           kind="stable")  # fmt: skip
+        prev = torch.get_num_threads()
+        torch.set_num_threads(max(1, self.config.threads))
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for lo in range(0, n, self.config.batch_size):
+                    idx = order[lo : lo + self.config.batch_size]
+                    enc = self._encode([queries[i] for i in idx], [docs[i] for i in idx])
+                    out[idx] = self.model(**enc).logits[:, 0].float().numpy()
+        finally:
+            torch.set_num_threads(prev)
+        return out
+
+    # ---- training -------------------------------------------------------------------
+    def fit(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[Sequence[str]],
+        labels: Sequence[Sequence[float]] | None = None,
+        *,
+        progress: bool = False,
+        max_minutes: float = 0.0,
+    ) -> CrossEncoderRanker:
+        """Fine-tune on lists: `docs[i]` are candidates for `queries[i]`.
+
+        Listwise: the first doc of each list is the positive (labels ignored). Pointwise:
+        `labels[i][j]` in {0, 1} per doc. `max_minutes` > 0 stops early (then the run is
+        no longer a fixed amount of work; the number of steps done is in `history`).
+        """
+        import torch
+
+        cfg = self.config
+        if len(queries) != len(docs):
+            raise RecsageError("queries and docs differ in length")
+        if cfg.loss == "pointwise" and labels is None:
+            raise RecsageError("pointwise training needs labels")
+        if not len(queries):
+            raise RecsageError("no training lists")
+        start = time.perf_counter()
+        prev = torch.get_num_threads()
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(max(1, cfg.threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same weights
+        try:
+            torch.manual_seed(cfg.seed)
+            rng = np.random.default_rng(cfg.seed)
+            model = self.model
+            if cfg.freeze_embeddings:
+                emb = getattr(getattr(model, "base_model", model), "embeddings", None)
+                if emb is not None:
+                    emb.word_embeddings.weight.requires_grad_(False)
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            head = [p for n, p in named if n.startswith(("classifier.", "score."))]
+            body = [p for n, p in named if not n.startswith(("classifier.", "score."))]
+            params = head + body
+            opt = torch.optim.AdamW(
+                [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
+                weight_decay=cfg.weight_decay,
+            )
+            if cfg.loss == "listwise":
+                units: list[tuple[int, int]] = [(i, -1) for i in range(len(queries))]
+            else:
+                units = [(i, j) for i in range(len(queries)) for j in range(len(docs[i]))]
+            per_step = max(1, cfg.lists_per_step)
+            steps_per_epoch = (len(units) + per_step - 1) // per_step
+            total = max(1, steps_per_epoch * cfg.epochs)
+            warm = max(1, int(cfg.warmup * total))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+            )
+            model.train()
+            step = 0
+            self.history = []
+            stop = False
+            for epoch in range(cfg.epochs):
+                perm = rng.permutation(len(units))
+                running = epoch_loss = 0.0
+                epoch_steps = 0
+                for lo in range(0, len(perm), per_step):
+                    chosen = [units[k] for k in perm[lo : lo + per_step]]
+                    loss = self._loss(chosen, queries, docs, labels)
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    epoch_steps += 1
+                    running += float(loss.detach())
+                    epoch_loss += float(loss.detach())
+                    if progress and step % 50 == 0:
+                        print(f"  step {step}/{total} loss {running / 50:.4f}", flush=True)
+                        running = 0.0
+                    if max_minutes and time.perf_counter() - start > 60 * max_minutes:
+                        stop = True
+                        break
+                self.history.append(
+                    {"epoch": epoch, "steps": step, "loss": epoch_loss / max(1, epoch_steps)}
+                )
+                if stop:
+                    break
+            model.eval()
+        finally:
+            torch.set_num_threads(prev)
+            torch.use_deterministic_algorithms(prev_det)
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def _loss(
+        self,
+        chosen: list[tuple[int, int]],
+        queries: Sequence[str],
+        docs: Sequence[Sequence[str]],
+        labels: Sequence[Sequence[float]] | None,
+    ) -> Any:
+        import torch
+
+        if self.config.loss == "listwise":
+            qs, ds, sizes = [], [], []
+            for i, _ in chosen:
+                qs += [queries[i]] * len(docs[i])
+                ds += list(docs[i])
+                sizes.append(len(docs[i]))
+            logits = self.model(**self._encode(qs, ds)).logits[:, 0]
+            losses = []
+            for part in torch.split(logits, sizes):  # positive first in every list
+                losses.append(-torch.log_softmax(part, dim=0)[0])
+            return torch.stack(losses).mean()
+        assert labels is not None
+        qs = [queries[i] for i, _ in chosen]
+        ds = [docs[i][j] for i, j in chosen]
+        y = torch.tensor([float(labels[i][j]) for i, j in chosen])
+        logits = self.model(**self._encode(qs, ds)).logits[:, 0]
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+
+    # ---- persistence ----------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Weights (safetensors), tokenizer files and `cross_encoder.json`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(path))
+        meta = {
+            "format": FORMAT,
+            "package_version": __version__,
+            "config": dataclasses.asdict(self.config),
+            "history": self.history,
+            "fit_seconds": self.fit_seconds,
+        }
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CrossEncoderRanker:
+        """Load a fine-tuned ranker saved by `save` (offline)."""
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file():
+            raise ArtifactError(f"{path}: not a cross-encoder folder (missing {CONFIG_FILE})")
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        if meta.get("format") != FORMAT:
+            raise ArtifactError(f"{path}: unsupported format {meta.get('format')!r}")
+        cfg = CrossEncoderConfig(**{**meta["config"], "base": str(path)})
+        ranker = cls(cfg)
+        ranker.history = meta.get("history", [])
+        ranker.fit_seconds = float(meta.get("fit_seconds", 0.0))
+        return ranker
+
+
+def tiny_cross_encoder(**config: Any) -> CrossEncoderRanker:
+    """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer (for tests)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from recsage.encoders.text import default_model_path
+
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
+    bert = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=256,
+    )  # fmt: skip
+    bert.num_labels = 1
+    import torch
+
+    torch.manual_seed(int(config.get("seed", 0)))
+    return CrossEncoderRanker(
+        CrossEncoderConfig(**config), model=BertForSequenceClassification(bert), tokenizer=tok
+    )
+
+
+# --------------------------------------------------------------------------- pipeline stage
+
+
+def blend(base: np.ndarray, ce: np.ndarray, weight: float) -> np.ndarray:
+    """weight * z(ce) + (1 - weight) * z(base), z-scored over each row's finite entries."""
+
+    def z(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        ok = np.isfinite(x)
+        cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
+        mu = np.where(ok, x, 0.0).sum(axis=1, keepdims=True) / cnt
+        var = np.where(ok, (x - mu) ** 2, 0.0).sum(axis=1, keepdims=True) / cnt
+        return np.where(ok, (x - mu) / np.sqrt(var + 1e-12), np.nan)
+
+    return weight * z(ce) + (1.0 - weight) * z(base)
+
+
+class CrossEncoderStage(Stage):
+    """Kind "cross_encoder": re-rank the `top` best candidates of the incoming `column`
+    (default: the last score column) by weight·z(cross-encoder) + (1−weight)·z(incoming).
+
+    The ranker is trained outside `Pipeline.fit` (see `train_cross_encoder`) or loaded from
+    `model_dir`; it is saved with the pipeline. Candidates past `top` keep their order below.
+    """
+
+    kind = "cross_encoder"
+    needs_features = True  # the context then carries the users' recent histories
+
+    @dataclass
+    class Config:
+        model_dir: str = ""
+        top: int = 20
+        weight: float = 0.5
+        column: str = ""
+        history: int = 10
+
+    ranker: CrossEncoderRanker | None = None
+    catalogue: TextCatalogue | None = None
+    seconds: float = 0.0  # time spent in the cross-encoder (all calls)
+    pairs: int = 0
+
+    def _ready(self) -> tuple[CrossEncoderRanker, TextCatalogue]:
+        if self.ranker is None and self.config.model_dir:
+            self.load(Path(self.config.model_dir))
+        if self.ranker is None or self.catalogue is None:
+            raise ConfigError(
+                f"stage '{self.name}' has no trained cross-encoder: run train_cross_encoder() "
+                "or set model_dir"
+            )
+        return self.ranker, self.catalogue
+
+    def incoming(self, cands: CandidateBatch) -> str:
+        """The score column this stage re-ranks."""
+        if self.config.column:
+            return self.config.column
+        names = [k for k in cands.scores if not k.endswith("_rank") and k != self.name]
+        if not names:
+            raise ConfigError(f"stage '{self.name}' needs an earlier score column")
+        return names[-1]
+
+    def top_slots(self, cands: CandidateBatch) -> np.ndarray:
+        """(B, top) slot indices of the best incoming scores (-1 where fewer)."""
+        base = cands.scores[self.incoming(cands)]
+        key = np.where(cands.valid & np.isfinite(base), base, -np.inf)
+        order = np.argsort(-key, axis=1, kind="stable")[:, : self.config.top]
+        ok = np.take_along_axis(key, order, axis=1) > -np.inf
+        return np.where(ok, order, -1)
+
+    def cross_scores(self, cands: CandidateBatch, ctx: StageContext) -> np.ndarray:
+        """(B, N) cross-encoder logits for the top slots, NaN elsewhere."""
+        ranker, cat = self._ready()
+        slots = self.top_slots(cands)
+        b = cands.shape[0]
+        hist = ctx.histories if ctx.histories is not None else np.full((b, 0), -1)
+        queries, docs, where = [], [], []
+        for r in range(b):
+            q = cat.query(hist[r][hist[r] >= 0], self.config.history)
+            for j in slots[r][slots[r] >= 0].tolist():
+                item = int(cands.items[r, j])
+                queries.append(q)
+                docs.append(cat.docs[item] if item < len(cat.docs) else "")
+                where.append((r, j))
+        out = np.full(cands.shape, np.nan, np.float32)
+        t0 = time.perf_counter()
+        s = ranker.score(queries, docs)
+        self.seconds += time.perf_counter() - t0
+        self.pairs += len(s)
+        if where:
+            rows, cols = np.array(where).T
+            out[rows, cols] = s
+        return out
+
+    def score(self, cands: CandidateBatch, ctx: StageContext) -> np.ndarray:
+        return self.combine(cands, self.cross_scores(cands, ctx), self.config.weight)
+
+    def combine(self, cands: CandidateBatch, ce: np.ndarray, weight: float) -> np.ndarray:
+        """The stage's score column from cross-encoder scores `ce` (NaN outside the top
+        block) at blend `weight` (lets a caller tune the weight without re-scoring)."""
+        base = cands.scores[self.incoming(cands)]
+        top = np.isfinite(ce)
+        mixed = blend(np.where(top, base, np.nan), ce, weight)
+        # below the re-ranked block, keep the incoming order
+        pos = np.argsort(np.argsort(-np.where(cands.valid & np.isfinite(base), base, -np.inf),
+                                    axis=1, kind="stable"), axis=1)  # fmt: skip
+        rest = -1e6 - pos.astype(np.float64)
+        out = np.where(top, mixed, np.where(cands.valid, rest, np.nan))
+        return out.astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        if self.ranker is None or self.catalogue is None:
+            return
+        self.ranker.save(path / "model")
+        (path / CATALOGUE_FILE).write_text(json.dumps(self.catalogue.to_json()))
+
+    def load(self, path: Path) -> None:
+        path = Path(path)
+        model = path / "model" if (path / "model" / CONFIG_FILE).is_file() else path
+        self.ranker = CrossEncoderRanker.load(model)
+        if not (path / CATALOGUE_FILE).is_file():
+            raise ArtifactError(f"{path}: missing {CATALOGUE_FILE} (item texts)")
+        self.catalogue = TextCatalogue.from_json(json.loads((path / CATALOGUE_FILE).read_text()))
+
+
+@dataclass
+class TrainingLists:
+    """Cross-encoder training data built from pipeline candidates."""
+
+    queries: list[str] = field(default_factory=list)
+    docs: list[list[str]] = field(default_factory=list)
+    users: list[int] = field(default_factory=list)
+    skipped: int = 0  # users whose target was not among the top candidates
+
+
+def training_lists(
+    pipe: Any,
+    split: Any,
+    stage: CrossEncoderStage,
+    *,
+    users: np.ndarray | None = None,
+    negatives: int = 4,
+    pool: int = 30,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> TrainingLists:
+    """For each user of `split` (or `users`): the query text of its history, its target's
+    text first, then `negatives` hard negatives sampled from the `pool` best candidates the
+    pipeline ranks before `stage`. Users whose target is not in the pool are skipped."""
+    from recsage.types import QueryBatch
+
+    assert stage.catalogue is not None
+    idx = next((k for k, s in enumerate(pipe.stages) if s is stage), None)
+    if idx is None:
+        raise ConfigError(f"stage '{stage.name}' is not part of this pipeline")
+    rng = np.random.default_rng(seed)
+    seqs = split.train.sequences()
+    us = split.users if users is None else np.asarray(users, np.int64)
+    targets = split.targets.tocsr()
+    out = TrainingLists()
+    cat = stage.catalogue
+    for lo in range(0, len(us), batch_size):
+        u = us[lo : lo + batch_size]
+        batch = QueryBatch(u, [seqs[i] for i in u], pipe.n_items)
+        cands, _, _ = pipe._run_until(batch, idx)
+        base = cands.scores[stage.incoming(cands)] if cands.scores else None
+        for r, user in enumerate(u.tolist()):
+            tgt = set(targets.indices[targets.indptr[user] : targets.indptr[user + 1]].tolist())
+            items = cands.items[r]
+            if base is not None:
+                key = np.where(items >= 0, base[r], -np.inf)
+                items = items[np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")]
+            items = items[items >= 0][:pool]
+            pos = [int(i) for i in items if int(i) in tgt]
+            neg = [int(i) for i in items if int(i) not in tgt]
+            if not pos or len(neg) < 1:
+                out.skipped += 1
+                continue
+            pick = rng.choice(len(neg), size=min(negatives, len(neg)), replace=False)
+            out.queries.append(cat.query(seqs[user], stage.config.history))
+            out.docs.append([cat.docs[pos[0]]] + [cat.docs[neg[k]] for k in sorted(pick)])
+            out.users.append(int(user))
+    return out
+
+
+def train_cross_encoder(
+    pipe: Any,
+    split: Any,
+    *,
+    stage_name: str | None = None,
+    ranker: CrossEncoderRanker | None = None,
+    users: np.ndarray | None = None,
+    negatives: int = 4,
+    pool: int = 30,
+    seed: int = 0,
+    progress: bool = False,
+    max_minutes: float = 0.0,
+) -> TrainingLists:
+    """Fine-tune the pipeline's cross-encoder stage on `split`'s targets (e.g. the LOO
+    validation split, whose histories exclude the targets), listwise by default."""
+    stages = [s for s in pipe.stages if isinstance(s, CrossEncoderStage)]
+    if stage_name is not None:
+        stages = [s for s in stages if s.name == stage_name]
+    if not stages:
+        raise ConfigError(
+            "the pipeline has no cross_encoder stage" + (f" '{stage_name}'" if stage_name else "")
+        )
+    stage = stages[0]
+    if pipe.item_table is None:
+        raise RecsageError("fit the pipeline's channels before training the cross-encoder")
+    stage.catalogue = TextCatalogue.from_item_table(pipe.item_table)
+    data = training_lists(pipe, split, stage, users=users, negatives=negatives, pool=pool,
+                          seed=seed)  # fmt: skip
+    stage.ranker = ranker or CrossEncoderRanker(seed=seed)
+    stage.ranker.fit(data.queries, data.docs, progress=progress, max_minutes=max_minutes)
+    return data
+
+
+__all__ = [
+    "CrossEncoderConfig",
+    "CrossEncoderRanker",
+    "CrossEncoderStage",
+    "TextCatalogue",
+    "TrainingLists",
+    "blend",
+    "tiny_cross_encoder",
+    "train_cross_encoder",
+    "training_lists",
+]

@@ -1,0 +1,754 @@
+"""Two-tower model (ID + text + categories) trained with in-batch softmax or BPR."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from recsage.data.schema import Dataset
+from recsage.data.splits import Split
+from recsage.errors import ConfigError, RecsageError
+from recsage.models.base import Recommender
+from recsage.models.progress import TrainingProgress
+from recsage.models.registry import register
+from recsage.models.two_tower.features import (
+    _flatten,
+    _histories_to_flat,
+    _history_block,
+    _ItemFeatures,
+    _multi_hot,
+    category_matrix,
+    default_cache_dir,
+    user_feature_matrix,
+)
+from recsage.models.two_tower.net import (
+    TEXT_MODES,
+    ItemTower,
+    TwoTowerConfig,
+    TwoTowerNet,
+    UserTower,
+)
+
+
+@register
+class TwoTower(Recommender):
+    """Two-tower retrieval (ID + text + categories items; history + demographics users).
+
+    `fit(dataset, valid=split, item_text_vectors=..., user_text_vectors=...,
+    extra_item_vectors=..., extra_item_mask=...)`; vectors not passed are computed with
+    `recsage.encoders.text` (items always when `use_text`; user profiles when the dataset
+    has a user table and `profile_map` is on). Cold items: `item_vectors_for_text`,
+    `add_items`. Cold users: `score(users, history=csr)` or `score_sequences`, and
+    `score_text`.
+    """
+
+    name = "two_tower"
+    config_cls = TwoTowerConfig
+
+    def __init__(self, config: TwoTowerConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        self.config.validate()
+        self.net: TwoTowerNet | None = None
+        self.features: _ItemFeatures | None = None
+        self.category_names: list[str] = []
+        self.user_features: np.ndarray | None = None
+        self.user_feature_names: list[str] = []
+        self.sequences: list[np.ndarray] = []
+        self.profile_weights: np.ndarray | None = None
+        self.encoder_fingerprint = ""
+        self.history: list[dict[str, float]] = []
+        self.best_epoch = 0
+        self.best_ndcg = float("nan")
+        self.id_rows = 0
+        self._item_cache: np.ndarray | None = None
+        self._encoder: Any = None
+        self._fit_args: dict[str, Any] = {}
+
+    # ---- training -------------------------------------------------------------------
+    def fit(
+        self,
+        data: Dataset,
+        *,
+        valid: Split | None = None,
+        item_text_vectors: np.ndarray | None = None,
+        user_text_vectors: np.ndarray | None = None,
+        extra_item_vectors: np.ndarray | None = None,
+        extra_item_mask: np.ndarray | None = None,
+    ) -> TwoTower:
+        """Train on `data`'s sequences, early-stopping on `valid` (NDCG@10) when given.
+
+        `item_text_vectors` (n_items, d_text): frozen item text vectors (row = dense item
+        index); `user_text_vectors` (n_users, d_text): profile-text query vectors for the
+        profile map (rows of all-zero = no profile); `extra_item_vectors` (n_items, d_x)
+        with `extra_item_mask` (n_items,) bool: an extra modality fused with text.
+        """
+        self._fit_args = {
+            "valid": valid,
+            "item_text": item_text_vectors,
+            "user_text": user_text_vectors,
+            "extra": extra_item_vectors,
+            "extra_mask": extra_item_mask,
+        }
+        try:
+            super().fit(data)
+        finally:
+            self._fit_args = {}
+        return self
+
+    def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        cfg: TwoTowerConfig = self.config
+        old_threads = torch.get_num_threads()
+        old_det = torch.are_deterministic_algorithms_enabled()
+        torch.set_num_threads(cfg.threads)
+        # multi-threaded scatter-adds (gather backward) are otherwise order-dependent
+        torch.use_deterministic_algorithms(True)
+        try:
+            self._setup_features(data, matrix)
+            self._train(data)
+            self._fit_profile_map(data)
+        finally:
+            torch.set_num_threads(old_threads)
+            torch.use_deterministic_algorithms(old_det)
+
+    def _setup_features(self, data: Dataset, matrix: sp.csr_matrix) -> None:
+        cfg: TwoTowerConfig = self.config
+        args = self._fit_args
+        n = data.n_items
+        text = None
+        if cfg.use_text:
+            text = args["item_text"]
+            if text is None:
+                text = self._encode_catalogue(data)
+            text = np.asarray(text, dtype=np.float32)
+            if text.ndim != 2 or text.shape[0] != n:
+                raise ConfigError(
+                    f"two_tower: item_text_vectors must have shape ({n}, d), got {text.shape}"
+                )
+        cats, self.category_names = (
+            category_matrix(data.item_table, max_categories=cfg.max_categories)
+            if cfg.use_categories
+            else (None, [])
+        )
+        extra, present = args["extra"], args["extra_mask"]
+        if extra is None and cfg.extra_vectors:
+            from recsage.encoders.fusion import load_item_vectors
+
+            extra, present = load_item_vectors(cfg.extra_vectors, data.items)
+        if extra is not None:
+            if not cfg.use_text:
+                raise ConfigError("two_tower: extra item vectors are fused with text; use_text")
+            extra = np.asarray(extra, dtype=np.float32)
+            if extra.ndim != 2 or extra.shape[0] != n:
+                raise ConfigError(f"two_tower: extra_item_vectors must have shape ({n}, d)")
+            present = (
+                np.isfinite(extra).all(axis=1)
+                if present is None
+                else np.asarray(present, dtype=bool)
+            )
+            extra = np.where(present[:, None], np.nan_to_num(extra), 0.0).astype(np.float32)
+        seen = np.asarray(matrix.sum(axis=0)).ravel() > 0
+        self.features = _ItemFeatures(text, cats, extra, present, seen)
+        self.id_rows = n if cfg.use_ids else 0
+        if cfg.use_user_features:
+            self.user_features, self.user_feature_names = user_feature_matrix(data.user_table)
+        else:
+            self.user_features, self.user_feature_names = None, []
+
+    def _build_net(self) -> TwoTowerNet:
+        f = self.features
+        assert f is not None
+        return TwoTowerNet(
+            self.config,
+            id_rows=self.id_rows,
+            text_dim=0 if f.text is None else int(f.text.shape[1]),
+            n_cats=0 if f.cats is None else int(f.cats.shape[1]),
+            extra_dim=0 if f.extra is None else int(f.extra.shape[1]),
+            n_feature_values=len(self.user_feature_names),
+        )
+
+    def _train(self, data: Dataset) -> None:
+        cfg: TwoTowerConfig = self.config
+        self.sequences = [np.asarray(s, np.int64) for s in data.sequences()]
+        flat, offsets = _flatten(self.sequences)
+        if len(flat) == 0:
+            raise RecsageError("two_tower: no training interactions")
+        lengths = np.diff(offsets)
+        user_of = np.repeat(np.arange(len(lengths)), lengths)
+        weights = lengths[user_of].astype(np.float64) ** (-cfg.user_balance)
+        probs = weights / weights.sum()
+        q = np.bincount(flat, weights=probs, minlength=data.n_items)
+        log_q = torch.as_tensor(np.log(np.maximum(q, 1e-12)), dtype=torch.float32)
+        seen_items = np.flatnonzero(q > 0)
+
+        torch.manual_seed(cfg.seed)
+        net = self._build_net()
+        self.net = net
+        self._item_cache = None
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        n_samples = cfg.samples_per_epoch or len(flat)
+        steps = max(1, n_samples // cfg.batch_size)
+        valid: Split | None = self._fit_args.get("valid")
+        best: dict[str, torch.Tensor] | None = None
+        best_ndcg, bad = float("-inf"), 0
+        self.history = []
+        start = time.perf_counter()
+        with TrainingProgress(cfg.progress) as progress:
+            task = progress.add_task("two_tower", total=steps)
+            for epoch in range(1, cfg.max_epochs + 1):
+                t0 = time.perf_counter()
+                rng = np.random.default_rng([cfg.seed, epoch])
+                torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+                positions = rng.choice(len(flat), size=steps * cfg.batch_size, p=probs)
+                net.train()
+                total = 0.0
+                progress.reset(task, description=f"two_tower epoch {epoch}")
+                for s in range(steps):
+                    g = positions[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                    loss = self._step(net, flat, offsets, user_of, g, log_q, seen_items, rng)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach())
+                    progress.update(
+                        task,
+                        advance=1,
+                        description=f"two_tower epoch {epoch} loss {total / (s + 1):.4f}",
+                    )
+                record: dict[str, float] = {
+                    "epoch": epoch,
+                    "loss": total / steps,
+                    "seconds": time.perf_counter() - t0,
+                }
+                if valid is not None:
+                    ndcg = self._validate(valid)
+                    record["ndcg@10"] = ndcg
+                    if ndcg > best_ndcg:
+                        best_ndcg, bad = ndcg, 0
+                        best = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                        self.best_epoch = epoch
+                    else:
+                        bad += 1
+                self.history.append(record)
+                progress.log(_describe(record))
+                if bad >= cfg.patience:
+                    break
+                if cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes:
+                    break
+        if best is not None:
+            net.load_state_dict(best)
+            self.best_ndcg = best_ndcg
+        else:
+            self.best_epoch = len(self.history)
+            self.best_ndcg = float("nan")
+        net.eval()
+        self._item_cache = None
+
+    def _step(
+        self,
+        net: TwoTowerNet,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        user_of: np.ndarray,
+        g: np.ndarray,
+        log_q: torch.Tensor,
+        seen_items: np.ndarray,
+        rng: np.random.Generator,
+    ) -> torch.Tensor:
+        """Loss of one batch of sampled positions `g` (indices into `flat`)."""
+        cfg: TwoTowerConfig = self.config
+        users = user_of[g]
+        starts = offsets[users].copy()
+        short = rng.random(len(g)) < cfg.short_history_rate
+        if short.any():
+            keep = rng.integers(0, 3, size=int(short.sum()))
+            starts[short] = np.maximum(starts[short], g[short] - keep)
+        hist, mask = _history_block(flat, starts, g, cfg.max_history)
+        targets = flat[g]
+        negs = (
+            seen_items[rng.integers(0, len(seen_items), size=(len(g), cfg.negatives))]
+            if cfg.loss == "bpr"
+            else np.zeros((len(g), 0), np.int64)
+        )
+        wanted = np.concatenate([hist[mask], targets, negs.ravel()])
+        uniq, inverse = np.unique(wanted, return_inverse=True)
+        id_on = self._id_on(uniq)
+        if cfg.id_dropout > 0:
+            id_on &= rng.random(len(uniq)) >= cfg.id_dropout
+        table = self._tower(net, uniq, id_on)
+        n_hist = int(mask.sum())
+        slots = np.zeros(hist.shape, np.int64)  # 0 = padding row, k + 1 = table row k
+        slots[mask] = inverse[:n_hist] + 1
+        padded = torch.cat([torch.zeros(1, table.shape[1]), table])
+        hist_vecs = padded[torch.as_tensor(slots)]
+        feats = self._feature_rows(users)
+        u = net.users(hist_vecs, torch.as_tensor(mask), feats)
+        t_pos = torch.as_tensor(inverse[n_hist : n_hist + len(g)])
+        v = table[t_pos]
+        if cfg.similarity == "cosine":
+            u, v = F.normalize(u, dim=-1), F.normalize(v, dim=-1)
+        tgt = torch.as_tensor(targets)
+        if cfg.loss == "softmax":
+            logits = (u @ v.T) / cfg.temperature
+            if cfg.logq:
+                logits = logits - log_q[tgt].unsqueeze(0)
+            same = tgt.unsqueeze(0) == tgt.unsqueeze(1)
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float("-inf"))
+            return F.cross_entropy(logits, torch.arange(len(g)))
+        n_idx = torch.as_tensor(inverse[n_hist + len(g) :]).view(len(g), cfg.negatives)
+        vn = table[n_idx]
+        if cfg.similarity == "cosine":
+            vn = F.normalize(vn, dim=-1)
+        pos = (u * v).sum(-1, keepdim=True) / cfg.temperature
+        neg = torch.einsum("bd,bnd->bn", u, vn) / cfg.temperature
+        valid = torch.as_tensor(negs != targets[:, None]).to(pos.dtype)
+        per = -F.logsigmoid(pos - neg) * valid
+        return per.sum() / valid.sum().clamp_min(1.0)
+
+    def _validate(self, valid: Split) -> float:
+        from recsage.evaluation import evaluate
+
+        assert self.net is not None
+        self.net.eval()
+        self._item_cache = None
+
+        def scorer(users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+            return self.score(users, history=history)
+
+        feats = np.zeros((self.n_items, 1), np.float32)
+        result = evaluate(scorer, valid, name="two_tower", ks=(10,), item_features=feats)
+        self._item_cache = None
+        return float(result.metrics["ndcg@10"])
+
+    # ---- text: encoder, catalogue, profile map --------------------------------------
+    def text_encoder(self) -> Any:
+        """The `TextEncoder` this model uses for texts (built on first use, cached)."""
+        if self._encoder is None:
+            from recsage.encoders.text import TextEncoder
+
+            cfg: TwoTowerConfig = self.config
+            cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+            model = Path(cfg.text_model).expanduser() if cfg.text_model else None
+            self._encoder = TextEncoder(model, cache_dir=cache)
+            if self.encoder_fingerprint and self._encoder.fingerprint != self.encoder_fingerprint:
+                raise RecsageError(
+                    f"two_tower: this model was trained on text vectors from encoder "
+                    f"{self.encoder_fingerprint}, but the configured encoder is "
+                    f"{self._encoder.fingerprint}; set text_model to the original model folder"
+                )
+        return self._encoder
+
+    def _encode_catalogue(self, data: Dataset) -> np.ndarray:
+        from recsage.encoders.text import encode_dataset_items
+
+        enc = self.text_encoder()
+        vecs = np.asarray(encode_dataset_items(enc, data, progress=self.config.progress))
+        self.encoder_fingerprint = enc.fingerprint
+        return vecs
+
+    def _fit_profile_map(self, data: Dataset) -> None:
+        """Ridge map [profile vector, 1] -> unit user vector, over users with a history."""
+        cfg: TwoTowerConfig = self.config
+        self.profile_weights = None
+        qv = self._fit_args.get("user_text")
+        if qv is None:
+            if not (cfg.profile_map and cfg.use_text and data.user_table is not None):
+                return
+            from recsage.encoders.user import ProfileUserEncoder
+
+            enc = ProfileUserEncoder(self.text_encoder())
+            qv = enc.encode(data.user_table)
+            self.encoder_fingerprint = self.text_encoder().fingerprint
+        qv = np.asarray(qv, dtype=np.float64)
+        if qv.shape[0] != data.n_users:
+            raise ConfigError(f"two_tower: user_text_vectors must have {data.n_users} rows")
+        has = (np.abs(qv).sum(axis=1) > 0) & np.array([len(s) > 0 for s in self.sequences])
+        if has.sum() < 2:
+            return
+        users = np.flatnonzero(has)
+        target = self._normed(self.user_vectors([self.sequences[u] for u in users], users=users))
+        x = np.hstack([qv[users], np.ones((len(users), 1))])
+        reg = cfg.profile_l2 * np.eye(x.shape[1])
+        reg[-1, -1] = 0.0
+        w = np.linalg.solve(x.T @ x + reg, x.T @ target.astype(np.float64))
+        self.profile_weights = w.astype(np.float32)
+
+    # ---- item side ------------------------------------------------------------------
+    def _id_on(self, idx: np.ndarray) -> np.ndarray:
+        assert self.features is not None
+        if not self.id_rows:
+            return np.zeros(len(idx), bool)
+        return self.features.seen[idx] & (idx < self.id_rows)
+
+    def _tower(self, net: TwoTowerNet, idx: np.ndarray, id_on: np.ndarray) -> torch.Tensor:
+        assert self.features is not None
+        rows = self.features.rows(idx)
+        return net.items(
+            torch.as_tensor(idx),
+            torch.as_tensor(id_on),
+            rows["text"],
+            rows["cats"],
+            rows["extra"],
+            None if rows["present"] is None else rows["present"].bool(),
+        )
+
+    def _feature_rows(self, users: np.ndarray | None) -> torch.Tensor | None:
+        if self.user_features is None or users is None:
+            return None
+        users = np.asarray(users, np.int64)
+        ok = (users >= 0) & (users < len(self.user_features))
+        rows = np.zeros((len(users), self.user_features.shape[1]), np.int64)
+        rows[ok] = self.user_features[users[ok]]
+        return torch.as_tensor(rows)
+
+    def _net(self) -> TwoTowerNet:
+        if self.net is None or self.features is None:
+            raise RecsageError("model 'two_tower' is not fitted; call fit() or load() first")
+        return self.net
+
+    @torch.inference_mode()
+    def item_vectors(self, *, batch_size: int = 8192) -> np.ndarray:
+        """(n_items, dim) item-tower outputs (ID embedding only for items seen in training)."""
+        if self._item_cache is None:
+            net = self._net()
+            net.eval()
+            out = np.zeros((self.n_items, self.config.dim), np.float32)
+            for lo in range(0, self.n_items, batch_size):
+                idx = np.arange(lo, min(self.n_items, lo + batch_size))
+                out[idx] = self._tower(net, idx, self._id_on(idx)).numpy()
+            self._item_cache = out
+        return self._item_cache
+
+    @torch.inference_mode()
+    def item_vectors_for_text(
+        self,
+        texts: Sequence[str] | None = None,
+        *,
+        text_vectors: np.ndarray | None = None,
+        categories: Sequence[Sequence[str]] | None = None,
+        extra_vectors: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Item vectors for new items from text alone (ID embedding off): (n, dim).
+
+        Give `texts` (encoded with the model's text encoder) or ready `text_vectors`;
+        optional `categories` (lists of names known to the model) and `extra_vectors`.
+        """
+        feats = self._new_item_features(texts, text_vectors, categories, extra_vectors)
+        net = self._net()
+        net.eval()
+        n = len(feats.seen)
+        rows = feats.rows(np.arange(n))
+        present = rows["present"]
+        return net.items(
+            torch.zeros(n, dtype=torch.long),
+            torch.zeros(n, dtype=torch.bool),
+            rows["text"],
+            rows["cats"],
+            rows["extra"],
+            None if present is None else present.bool(),
+        ).numpy()
+
+    def _new_item_features(
+        self,
+        texts: Sequence[str] | None,
+        text_vectors: np.ndarray | None,
+        categories: Sequence[Sequence[str]] | None,
+        extra_vectors: np.ndarray | None,
+    ) -> _ItemFeatures:
+        f = self.features
+        if f is None:
+            raise RecsageError("model 'two_tower' is not fitted; call fit() or load() first")
+        if text_vectors is None and texts is not None:
+            if isinstance(texts, str):
+                raise RecsageError("pass a list of texts, not a single string")
+            text_vectors = self.text_encoder().encode_items(list(texts))
+        if f.text is not None:
+            if text_vectors is None:
+                raise RecsageError("two_tower: new items need texts or text_vectors")
+            text_vectors = np.asarray(text_vectors, dtype=np.float32)
+            if text_vectors.ndim != 2 or text_vectors.shape[1] != f.text.shape[1]:
+                raise RecsageError(f"text vectors must have shape (n, {f.text.shape[1]})")
+            n = len(text_vectors)
+        elif categories is not None:
+            n = len(categories)
+        elif text_vectors is not None:
+            n = len(text_vectors)
+        else:
+            raise RecsageError("two_tower: new items need text_vectors or categories")
+        cats = None
+        if f.cats is not None:
+            lists = [list(map(str, c)) for c in categories] if categories is not None else [[]] * n
+            if len(lists) != n:
+                raise RecsageError(f"{len(lists)} category lists for {n} items")
+            cats = _multi_hot(lists, self.category_names)
+        extra: np.ndarray | None = None
+        present: np.ndarray | None = None
+        if f.extra is not None:
+            extra = np.zeros((n, f.extra.shape[1]), np.float32)
+            present = np.zeros(n, bool)
+            if extra_vectors is not None:
+                ev = np.asarray(extra_vectors, dtype=np.float32)
+                if ev.shape != extra.shape:
+                    raise RecsageError(f"extra vectors must have shape {extra.shape}")
+                present = np.asarray(np.isfinite(ev).all(axis=1), dtype=bool)
+                extra = np.where(present[:, None], np.nan_to_num(ev), 0.0).astype(np.float32)
+        text = text_vectors if f.text is not None else None
+        return _ItemFeatures(text, cats, extra, present, np.zeros(n, bool))
+
+    def add_items(
+        self,
+        ids: Sequence[object],
+        *,
+        texts: Sequence[str] | None = None,
+        text_vectors: np.ndarray | None = None,
+        categories: Sequence[Sequence[str]] | None = None,
+        extra_vectors: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Append new items (scored from text/categories at once); returns their indices."""
+        self._check_fitted()
+        assert self.items is not None and self.features is not None
+        new_ids = [str(i) for i in ids]
+        known = [i for i in new_ids if i in self.items]
+        if known or len(set(new_ids)) != len(new_ids):
+            raise RecsageError(f"item ids must be new and unique; '{(known or new_ids)[0]}' is not")
+        feats = self._new_item_features(texts, text_vectors, categories, extra_vectors)
+        if len(feats.seen) != len(new_ids):
+            raise RecsageError(f"{len(new_ids)} ids for {len(feats.seen)} items")
+        f = self.features
+
+        def stack(old: np.ndarray | None, new: np.ndarray | None) -> np.ndarray | None:
+            return None if old is None or new is None else np.concatenate([old, new])
+
+        self.features = _ItemFeatures(
+            stack(f.text, feats.text),
+            stack(f.cats, feats.cats),
+            stack(f.extra, feats.extra),
+            stack(f.present, feats.present),
+            np.concatenate([f.seen, feats.seen]),
+        )
+        start = self.n_items
+        self.items = self.items.extend(new_ids)
+        self.n_items = len(self.items)
+        assert self.train_matrix is not None
+        tm = self.train_matrix
+        self.train_matrix = sp.csr_matrix(
+            (tm.data, tm.indices, tm.indptr), shape=(tm.shape[0], self.n_items)
+        )
+        self.item_titles = [*(self.item_titles or []), *new_ids]
+        self._item_cache = None
+        return np.arange(start, self.n_items)
+
+    # ---- user side and scoring --------------------------------------------------------
+    @torch.inference_mode()
+    def user_vectors(
+        self,
+        histories: sp.spmatrix | Sequence[np.ndarray],
+        *,
+        users: np.ndarray | None = None,
+        batch_size: int = 1024,
+    ) -> np.ndarray:
+        """(n, dim) user-tower outputs for histories (lists oldest first, or CSR rows, whose
+        column order stands in for time). `users` (dense indices) adds their features."""
+        net = self._net()
+        net.eval()
+        table = torch.as_tensor(self.item_vectors())
+        flat, offsets = _histories_to_flat(histories)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.n_items):
+            raise RecsageError(f"history item index out of range 0..{self.n_items - 1}")
+        n = len(offsets) - 1
+        if users is not None and len(users) != n:
+            raise RecsageError(f"{len(users)} users for {n} histories")
+        out = np.zeros((n, self.config.dim), np.float32)
+        for lo in range(0, n, batch_size):
+            hi = min(n, lo + batch_size)
+            items, mask = _history_block(
+                flat, offsets[lo:hi], offsets[lo + 1 : hi + 1], self.config.max_history
+            )
+            feats = self._feature_rows(None if users is None else np.asarray(users)[lo:hi])
+            vecs = table[torch.as_tensor(items)]
+            out[lo:hi] = net.users(vecs, torch.as_tensor(mask), feats).numpy()
+        return out
+
+    def _normed(self, x: np.ndarray) -> np.ndarray:
+        if self.config.similarity != "cosine":
+            return np.asarray(x, dtype=np.float32)
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
+        return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def _scores_for(self, user_vecs: np.ndarray) -> np.ndarray:
+        items = self._normed(self.item_vectors())
+        return (self._normed(user_vecs) @ items.T / self.config.temperature).astype(np.float32)
+
+    def score_sequences(
+        self, sequences: Sequence[np.ndarray], *, users: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, n_items) scores for ordered histories (oldest first); `users` adds features."""
+        return self._scores_for(self.user_vectors(sequences, users=users))
+
+    def _score(self, users: np.ndarray, history: sp.csr_matrix, *, given: bool) -> np.ndarray:
+        if given:
+            return self._scores_for(self.user_vectors(history, users=users))
+        return self.score_sequences([self.sequences[u] for u in users], users=users)
+
+    def text_user_vectors(
+        self,
+        texts: Sequence[str] | None = None,
+        *,
+        query_vectors: np.ndarray | None = None,
+        mode: str = "auto",
+    ) -> np.ndarray:
+        """User-space vectors (n, dim) for profile sentences or free-form queries.
+
+        "profile": ridge map of the query vector (needs a profile map); "item": the query
+        vector through the item tower's text path (a pseudo-item: "more like this text");
+        "blend": unit profile vector + `text_blend` x unit pseudo-item vector; "auto":
+        blend when a profile map exists, else item.
+        """
+        if mode not in TEXT_MODES:
+            raise ConfigError(f"mode must be one of {TEXT_MODES}, got {mode!r}")
+        if query_vectors is None:
+            if texts is None:
+                raise RecsageError("score_text needs texts or query_vectors")
+            if isinstance(texts, str):
+                raise RecsageError("pass a list of texts, not a single string")
+            query_vectors = self.text_encoder().encode_queries(list(texts))
+        q = np.asarray(query_vectors, dtype=np.float32)
+        if mode == "auto":
+            mode = "blend" if self.profile_weights is not None else "item"
+        parts: list[np.ndarray] = []
+        if mode in ("profile", "blend"):
+            if self.profile_weights is None:
+                raise RecsageError(
+                    "two_tower: no profile map (the training data had no user table / profile "
+                    "text); use mode='item'"
+                )
+            x = np.hstack([q, np.ones((len(q), 1), np.float32)])
+            parts.append(_unit(x @ self.profile_weights))
+        if mode in ("item", "blend"):
+            pseudo = self.item_vectors_for_text(text_vectors=q)
+            weight = self.config.text_blend if mode == "blend" else 1.0
+            parts.append(np.float32(weight) * _unit(pseudo))
+        return np.sum(parts, axis=0).astype(np.float32)
+
+    def score_text(
+        self,
+        texts: Sequence[str] | None = None,
+        *,
+        query_vectors: np.ndarray | None = None,
+        mode: str = "auto",
+    ) -> np.ndarray:
+        """(n, n_items) scores for users described only by text (see `text_user_vectors`)."""
+        self._check_fitted()
+        return self._scores_for(
+            self.text_user_vectors(texts, query_vectors=query_vectors, mode=mode)
+        )
+
+    # ---- persistence ----------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        net = self._net()
+        f = self.features
+        assert f is not None
+        state = {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+        flat, offsets = _flatten(self.sequences)
+        state["seq.flat"], state["seq.offsets"] = flat, offsets
+        state["item_seen"] = f.seen.astype(np.uint8)
+        for key, arr in (("text_vectors", f.text), ("item_cats", f.cats), ("extra", f.extra)):
+            if arr is not None:
+                state[key] = arr
+        if f.present is not None:
+            state["extra_present"] = f.present.astype(np.uint8)
+        if self.user_features is not None:
+            state["user_features"] = self.user_features
+        if self.profile_weights is not None:
+            state["profile_weights"] = self.profile_weights
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        self.sequences = [
+            state["seq.flat"][a:b]
+            for a, b in zip(state["seq.offsets"][:-1], state["seq.offsets"][1:], strict=True)
+        ]
+        present = state.get("extra_present")
+        self.features = _ItemFeatures(
+            state.get("text_vectors"),
+            state.get("item_cats"),
+            state.get("extra"),
+            None if present is None else present.astype(bool),
+            state["item_seen"].astype(bool),
+        )
+        self.user_features = state.get("user_features")
+        self.profile_weights = state.get("profile_weights")
+        self.category_names = list(extra.get("category_names", []))
+        self.user_feature_names = list(extra.get("user_feature_names", []))
+        self.id_rows = int(extra.get("id_rows", 0))
+        self.encoder_fingerprint = str(extra.get("encoder_fingerprint", ""))
+        net = self._build_net()
+        net.load_state_dict(
+            {k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")}
+        )
+        net.eval()
+        self.net = net
+        self._item_cache = None
+        self.history = list(extra.get("history", []))
+        self.best_epoch = int(extra.get("best_epoch", 0))
+        best = extra.get("best_ndcg")
+        self.best_ndcg = float("nan") if best is None else float(best)
+
+    def _extra_manifest(self) -> dict[str, Any]:
+        best = None if math.isnan(self.best_ndcg) else self.best_ndcg
+        return {
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_ndcg": best,
+            "id_rows": self.id_rows,
+            "category_names": self.category_names,
+            "user_feature_names": self.user_feature_names,
+            "encoder_fingerprint": self.encoder_fingerprint,
+        }
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _describe(record: dict[str, float]) -> str:
+    parts = [f"two_tower epoch {int(record['epoch'])}", f"loss {record['loss']:.4f}"]
+    parts.append(f"{record['seconds']:.1f}s")
+    if "ndcg@10" in record:
+        parts.append(f"val ndcg@10 {record['ndcg@10']:.4f}")
+    return " | ".join(parts)
+
+
+def sequence_scorer(model: TwoTower, dataset: Dataset) -> Any:
+    """A callable for `evaluate` scoring each user from `dataset`'s ordered sequences (e.g.
+    LOO test: train with early stopping on the validation split, then score test users from
+    `loo.test.train`, whose histories include the validation item)."""
+    seqs = [np.asarray(s, np.int64) for s in dataset.sequences()]
+
+    def score(users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
+        users = np.asarray(users)
+        return model.score_sequences([seqs[u] for u in users], users=users)
+
+    return score
+
+
+__all__ = [
+    "ItemTower",
+    "TwoTower",
+    "TwoTowerConfig",
+    "TwoTowerNet",
+    "UserTower",
+    "category_matrix",
+    "default_cache_dir",
+    "sequence_scorer",
+    "user_feature_matrix",
+]

@@ -1,0 +1,1 @@
+"""Learned rankers: FM, NFM, DeepFM, DIN (torch) and LambdaMART (LightGBM)."""

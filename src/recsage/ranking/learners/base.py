@@ -1,0 +1,201 @@
+"""Ranker base: fit on grouped RankingData, predict scores, save/load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self, cast
+
+import numpy as np
+
+from recsage import __version__
+from recsage.errors import ArtifactError, ConfigError, DataError, RecsageError
+from recsage.models.base import config_from_dict
+from recsage.ranking.learners.data import FeatureSchema, RankingData
+from recsage.ranking.losses import (
+    grouped_ndcg,
+)
+
+FORMAT = "recsage-ranker/1"
+
+
+MANIFEST = "manifest.json"
+
+
+STATE = "state.safetensors"
+
+
+OBJECTIVES = ("pointwise", "pairwise", "listwise")
+
+
+PAIRWISE_LOSSES = ("bpr", "ranknet", "lambda")
+
+
+_PREDICT_ROWS = 8192
+
+
+class Ranker(ABC):
+    """fit / predict / save / load over `RankingData`; higher score = ranked higher."""
+
+    name: ClassVar[str] = "ranker"
+    config_cls: ClassVar[type[Any]]
+
+    def __init__(self, config: Any | None = None, **params: Any) -> None:
+        if config is not None and params:
+            raise ConfigError("pass either a config object or keyword parameters, not both")
+        self.config = config if config is not None else config_from_dict(self.config_cls, params)
+        self.config.validate()
+        self.schema: FeatureSchema | None = None
+        self.mean = np.zeros(0, dtype=np.float32)
+        self.std = np.ones(0, dtype=np.float32)
+        self.fit_seconds = 0.0
+        self.best_epoch = 0
+        self.best_score = float("nan")
+        self.log: list[dict[str, float]] = []
+
+    # ---- public API -------------------------------------------------------------------
+    def fit(self, train: RankingData, valid: RankingData | None = None) -> Self:
+        """Train on `train`; with `valid`, stop early on its grouped NDCG@K."""
+        if train.label is None:
+            raise DataError(f"{self.name}: training data needs labels")
+        if train.n_rows == 0 or not (train.label > 0).any():
+            raise DataError(f"{self.name}: training data has no row with a positive label")
+        self._check_labels(train.label)
+        uses_item, uses_history = self._uses(train)
+        self.schema = FeatureSchema(
+            train.n_dense, train.cardinalities, train.n_items, uses_item, uses_history
+        )
+        if valid is not None:
+            self.schema.check(valid, f"{self.name} (valid)")
+            if valid.label is None or not (valid.label > 0).any():
+                raise DataError(
+                    f"{self.name}: validation data needs labels with at least one positive "
+                    "(early stopping uses its grouped NDCG)"
+                )
+        self.mean = train.dense.mean(0).astype(np.float32)
+        std = train.dense.std(0).astype(np.float32)
+        self.std = np.where(std > 1e-8, std, 1.0).astype(np.float32)
+        start = time.perf_counter()
+        self._fit(train, valid)
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def predict(self, data: RankingData) -> np.ndarray:
+        """Scores (n_rows,) float32, raw margins (logits for pointwise objectives); compare
+        them within a group only."""
+        schema = self._check_fitted()
+        schema.check(data, self.name)
+        if data.n_rows == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self._predict(data), dtype=np.float32)
+
+    def evaluate(self, data: RankingData, k: int = 10) -> float:
+        """Grouped NDCG@k of this ranker's scores on labelled data."""
+        if data.label is None:
+            raise DataError(f"{self.name}: evaluate needs labelled data")
+        return grouped_ndcg(self.predict(data), data.label, data.group, k)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact directory (manifest.json + state.safetensors [+ model.txt])."""
+        from safetensors.numpy import save_file
+
+        schema = self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "stats.mean": np.ascontiguousarray(self.mean),
+            "stats.std": np.ascontiguousarray(self.std),
+        }
+        tensors.update({f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()})
+        save_file(tensors, str(path / STATE))
+        self._save_files(path)
+        manifest = {
+            "format": FORMAT,
+            "ranker": self.name,
+            "config": dataclasses.asdict(self.config),
+            "package_version": __version__,
+            "features": dataclasses.asdict(schema),
+            "fit_seconds": self.fit_seconds,
+            "best_epoch": self.best_epoch,
+            "best_score": None if np.isnan(self.best_score) else self.best_score,
+            "log": self.log,
+        }
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Load any saved ranker; dispatches on the manifest's ranker name."""
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        mpath = path / MANIFEST
+        if not mpath.exists() or not (path / STATE).exists():
+            raise ArtifactError(
+                f"{path}: not a recsage ranker directory (missing {MANIFEST} or {STATE})"
+            )
+        try:
+            manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{mpath}: unreadable manifest ({exc})") from exc
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{mpath}: unsupported format {manifest.get('format')!r}")
+        from recsage.ranking.learners.registry import ranker_class
+
+        klass = ranker_class(manifest["ranker"])
+        if cls is not Ranker and not issubclass(klass, cls):
+            raise ArtifactError(f"{path} holds a '{manifest['ranker']}' ranker, not {cls.name}")
+        model = klass(config_from_dict(klass.config_cls, manifest["config"]))
+        feats = dict(manifest["features"])
+        feats["cardinalities"] = tuple(feats["cardinalities"])
+        model.schema = FeatureSchema(**feats)
+        tensors = load_file(str(path / STATE))
+        model.mean, model.std = tensors.pop("stats.mean"), tensors.pop("stats.std")
+        model.fit_seconds = float(manifest.get("fit_seconds", 0.0))
+        model.best_epoch = int(manifest.get("best_epoch", 0))
+        best = manifest.get("best_score")
+        model.best_score = float("nan") if best is None else float(best)
+        model.log = list(manifest.get("log", []))
+        state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        model._load_state(path, state)
+        return cast(Self, model)
+
+    # ---- for implementations --------------------------------------------------------
+    def _uses(self, train: RankingData) -> tuple[bool, bool]:
+        """(uses item ids, uses history) given the training data."""
+        return False, False
+
+    def _check_labels(self, label: np.ndarray) -> None:
+        """Objective-specific label checks (raise DataError)."""
+        return None
+
+    def _standardize(self, dense: np.ndarray) -> np.ndarray:
+        return ((dense - self.mean) / self.std).astype(np.float32)
+
+    def _check_fitted(self) -> FeatureSchema:
+        if self.schema is None:
+            raise RecsageError(f"ranker '{self.name}' is not fitted; call fit() or load() first")
+        return self.schema
+
+    def _save_files(self, path: Path) -> None:
+        """Extra files next to the state (LightGBM's text model)."""
+        return None
+
+    @abstractmethod
+    def _fit(self, train: RankingData, valid: RankingData | None) -> None:
+        """Learn parameters; `self.schema`, `self.mean` and `self.std` are set."""
+
+    @abstractmethod
+    def _predict(self, data: RankingData) -> np.ndarray:
+        """Scores for validated data."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays to persist."""
+
+    @abstractmethod
+    def _load_state(self, path: Path, state: dict[str, np.ndarray]) -> None:
+        """Restore from `_state()` output (and files in `path`)."""

@@ -1,0 +1,1 @@
+"""Ranking stages: one module per kind, registered by name in `registry`."""

@@ -1,0 +1,1 @@
+"""Retrieval channels: one module per kind, registered by name in `registry`."""

@@ -95,7 +95,10 @@ class QueryBatch:
     sequences: list[np.ndarray]
     n_items: int
     texts: list[str | None] = field(default_factory=list)
+    #: (n_items,) True for items no row may receive (filters); None = nothing blocked
+    blocked: np.ndarray | None = None
     _history: sp.csr_matrix | None = None
+    _excluded: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if not self.texts:
@@ -111,20 +114,65 @@ class QueryBatch:
             self._history = history_matrix(self.sequences, self.n_items)
         return self._history
 
+    @property
+    def excluded(self) -> sp.csr_matrix:
+        """CSR of what each row must not receive: its history plus the blocked items."""
+        if self.blocked is None or not self.blocked.any():
+            return self.history
+        if self._excluded is None:
+            cols = np.flatnonzero(self.blocked)
+            rows = np.repeat(np.arange(len(self)), len(cols))
+            block = sp.csr_matrix(
+                (np.ones(len(rows), np.float32), (rows, np.tile(cols, len(self)))),
+                shape=(len(self), self.n_items),
+            )
+            both = (self.history + block).tocsr()
+            both.data[:] = 1.0
+            self._excluded = both
+        return self._excluded
+
+
+@dataclass
+class ItemFilter:
+    """Business filters on the item table: categories (any of), a year range, excluded ids.
+
+    Applied inside retrieval and ranking (blocked items are never retrieved), so a filtered
+    request still gets `n` items without over-fetching.
+    """
+
+    categories: list[str] | None = None
+    min_year: int | None = None
+    max_year: int | None = None
+    exclude: list[str] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.categories is not None
+            or self.min_year is not None
+            or self.max_year is not None
+            or self.exclude
+        )
+
 
 @dataclass
 class Query:
-    """One request: a known user and/or an explicit history, optional free text, `n`."""
+    """One request: a known user and/or an explicit history, optional free text, `n`,
+    optional filters; `exclude` is shorthand for `filters.exclude`."""
 
     user: str | None = None
     history: list[str] | None = None
     text: str | None = None
     n: int = 10
     exclude: list[str] = field(default_factory=list)
+    filters: ItemFilter | None = None
 
 
 @dataclass
 class Recommendation:
+    """One recommended item: external id, display title, final score, 1-based rank and the
+    channels that retrieved it (`fallback:popular` when a cold-start fallback filled it)."""
+
     item: str
     title: str
     score: float

@@ -190,40 +190,28 @@ def recommend(
     ] = None,
     n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
 ) -> None:
-    """Top-n items for a user from a saved model or pipeline (seen items excluded)."""
-    from recsage.models.base import Recommender
+    """Top-n items for a user from a saved model or pipeline (seen items excluded); a user
+    the model has never seen gets the popularity fallback, labelled as such."""
+    from recsage.pipeline.pipeline import Pipeline
+    from recsage.types import Query
 
     if n < 1:
         raise ConfigError("-n must be >= 1")
     if (model is None) == (pipeline is None):
         raise ConfigError("give exactly one of --model DIR or --pipeline DIR")
-    if pipeline is not None:
-        from recsage.pipeline.pipeline import Pipeline
-        from recsage.types import Query
-
-        recs = Pipeline.load(pipeline).run(Query(user=user, n=n))
-        table = Table(title=f"top-{n} for user {user} (pipeline)")
-        for col in ("rank", "item", "title", "score", "found by"):
-            table.add_column(col)
-        for r in recs:
-            table.add_row(str(r.rank), r.item, r.title, f"{r.score:.3f}", ",".join(r.sources))
-        console.print(table)
-        return
-    assert model is not None
-    m = Recommender.load(model)
-    assert m.users is not None and m.items is not None
-    u = m.users.index_of(user, what="user")
-    items, scores = m.recommend(np.array([u]), n=n)
-    table = Table(title=f"top-{n} for user {user} ({m.name})")
+    source = pipeline if pipeline is not None else model
+    assert source is not None
+    pipe = Pipeline.open(source)
+    recs = pipe.run(Query(user=user, n=n))
+    kind = "pipeline" if pipeline is not None else pipe.channels[0].name
+    table = Table(title=f"top-{n} for user {user} ({kind})")
     table.add_column("rank", justify="right")
-    table.add_column("item")
-    table.add_column("title")
+    for col in ("item", "title"):
+        table.add_column(col)
     table.add_column("score", justify="right")
-    titles = m.item_titles or [""] * m.n_items
-    for rank, (i, s) in enumerate(zip(items[0], scores[0], strict=True), start=1):
-        if i < 0:
-            break
-        table.add_row(str(rank), str(m.items.ids[i]), str(titles[i]), f"{s:.4f}")
+    table.add_column("found by")
+    for r in recs:
+        table.add_row(str(r.rank), r.item, r.title, f"{r.score:.4f}", ",".join(r.sources))
     console.print(table)
 
 

@@ -34,21 +34,26 @@ def search(
 
     if n < 1:
         raise ConfigError("-n must be >= 1")
+    title = f"search: {query!r}" + (f" for user {user}" if user else "")
     if pipeline is not None:
         from recsage.pipeline.pipeline import Pipeline
 
-        pipe = Pipeline.load(pipeline)
-        vectors, encoder = pipe.resources.item_text_vectors, pipe.resources.text_encoder
-        if vectors is None:
-            raise ConfigError(f"pipeline {pipeline} was trained without text vectors")
-        titles, items_vocab, users_vocab = pipe.item_titles(), pipe.items, pipe.users
-        seqs = pipe.sequences
+        recs = Pipeline.open(pipeline).search(
+            query, user=user, n=n, personal_weight=personal_weight
+        )
+        table = Table(title=title)
+        for col in ("rank", "item", "title", "score"):
+            table.add_column(col)
+        for r in recs:
+            table.add_row(str(r.rank), r.item, r.title, f"{r.score:.3f}")
+        console.print(table)
+        return
     else:
+        from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder, encode_dataset_items
-        from recsage.pipeline.pipeline import _default_cache_dir
 
         ds = _load(dataset)
-        encoder = TextEncoder(cache_dir=_default_cache_dir())
+        encoder = TextEncoder(cache_dir=default_cache_dir())
         with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
             vectors = encode_dataset_items(encoder, ds)
         titles, items_vocab, users_vocab = _display_titles(ds), ds.items, ds.users
@@ -102,7 +107,7 @@ def explain(
         from recsage.pipeline.pipeline import Pipeline
 
         with console.status(f"loading pipeline {pipeline}…"):
-            res = explain_command(user, item, pipeline=Pipeline.load(pipeline), scorer=scorer)
+            res = explain_command(user, item, pipeline=Pipeline.open(pipeline), scorer=scorer)
     else:
         name = dataset or "ml-100k"
         if name.strip().lower() == "lastfm":
@@ -150,7 +155,7 @@ def _chat_session(
         from recsage.types import Query
 
         with console.status("loading the pipeline…"):
-            pipe = Pipeline.load(pipeline)
+            pipe = Pipeline.open(pipeline)
             cat = Catalogue.from_pipeline(pipe)
         if user is not None:
             assert pipe.users is not None and pipe.items is not None

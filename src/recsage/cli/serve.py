@@ -15,7 +15,7 @@ from recsage.errors import ConfigError
 # ---- the HTTP service ------------------------------------------------------------------------
 def _service_settings(**overrides: Any) -> Any:
     try:
-        from recsage.serving.settings import Settings
+        from recsage.settings import Settings
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(
             f"the service needs its extra: pip install 'recsage[service]' ({exc})"

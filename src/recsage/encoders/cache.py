@@ -136,3 +136,10 @@ class EmbeddingCache:
 def _split_keys(keys: np.ndarray) -> list[bytes]:
     blob = keys.tobytes()
     return [blob[i : i + _KEY_BYTES] for i in range(0, len(blob), _KEY_BYTES)]
+
+
+def default_cache_dir() -> Path:
+    """Item-vector cache: `$RECSAGE_CACHE_DIR/embeddings`, else ~/.cache/recsage/embeddings."""
+    root = os.environ.get("RECSAGE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "recsage"
+    return base / "embeddings"

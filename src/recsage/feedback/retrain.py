@@ -24,11 +24,12 @@ import numpy as np
 from recsage.data.schema import DEFAULT_EVENT, Dataset, Interactions
 from recsage.data.vocab import Vocabulary
 from recsage.errors import RecsageError
-from recsage.feedback.store import TRAINING_TYPES, Event, FeedbackStore
+from recsage.feedback.events import TRAINING_TYPES
+from recsage.feedback.store import Event, FeedbackStore
+from recsage.feedback.updates import dedupe_updates, item_frame
 from recsage.feedback.versions import ModelVersion, VersionRegistry
 from recsage.pipeline.pipeline import Pipeline
-from recsage.serving.runtime import _dedupe_updates, item_frame
-from recsage.serving.settings import Settings
+from recsage.settings import Settings
 from recsage.types import QueryBatch
 
 EVENT_NAMES = (DEFAULT_EVENT, *TRAINING_TYPES)
@@ -55,10 +56,10 @@ class RetrainResult:
 def base_pipeline(version: ModelVersion, store: FeedbackStore) -> tuple[Pipeline, int]:
     """The version's pipeline as saved, with stored item updates after its cursor applied;
     returns (pipeline, last item-update seq)."""
-    pipe = Pipeline.load(version.pipeline_dir)
+    pipe = Pipeline.open(version.pipeline_dir)
     updates = store.read_items(after_seq=version.items_through)
     if updates:
-        pipe.add_items(item_frame(pipe, _dedupe_updates([u.fields for u in updates])))
+        pipe.add_items(item_frame(pipe, dedupe_updates([u.fields for u in updates])))
         return pipe, updates[-1].seq
     return pipe, version.items_through
 

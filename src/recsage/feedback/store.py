@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from recsage.errors import ConfigError, RecsageError
+from recsage.feedback.events import EVENT_TYPES
 
-EVENT_TYPES = ("impression", "click", "purchase", "rating", "skip")
-TRAINING_TYPES = ("click", "purchase", "rating")
 EVENT_COLUMNS = (
     "event_id",
     "user_id",

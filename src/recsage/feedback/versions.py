@@ -63,13 +63,16 @@ class ModelVersion:
 
 
 def source_hash(pipeline_dir: Path) -> str:
-    """Identity of a saved pipeline directory (its manifest and spec)."""
+    """Identity of a saved pipeline (manifest + spec) or saved model (manifest) directory."""
     h = hashlib.sha256()
-    for name in ("manifest.json", "pipeline.toml"):
-        f = pipeline_dir / name
-        if not f.exists():
-            raise ConfigError(f"{pipeline_dir} is not a saved pipeline (missing {name})")
-        h.update(f.read_bytes())
+    manifest = pipeline_dir / "manifest.json"
+    if not manifest.exists():
+        raise ConfigError(
+            f"{pipeline_dir} is not a saved pipeline or model (missing manifest.json)"
+        )
+    for f in (manifest, pipeline_dir / "pipeline.toml"):
+        if f.exists():
+            h.update(f.read_bytes())
     return h.hexdigest()[:20]
 
 

@@ -144,6 +144,7 @@ class KGChannel(ModelChannel):
     """
 
     kind = "kg"
+    reason = "close in the knowledge graph to what you chose recently"
 
     @dataclass
     class Config(KGModelConfig):

@@ -483,10 +483,10 @@ def explain_command(
 
             model = create_model("ease", l2=200.0).fit(dataset)
         elif scorer == "text":
+            from recsage.encoders.cache import default_cache_dir
             from recsage.encoders.text import TextEncoder, encode_dataset_items
-            from recsage.pipeline.pipeline import _default_cache_dir
 
-            vectors = encode_dataset_items(TextEncoder(cache_dir=_default_cache_dir()), dataset)
+            vectors = encode_dataset_items(TextEncoder(cache_dir=default_cache_dir()), dataset)
     notes += graph.notes
     chosen: ItemScorer | None = None
     name = None

@@ -9,9 +9,9 @@ with negatives drawn from the candidate lists themselves. Serving uses full hist
 from __future__ import annotations
 
 import json
-import os
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,11 @@ from recsage import __version__
 from recsage.data.schema import Dataset
 from recsage.data.splits import Split, leave_one_out
 from recsage.data.vocab import Vocabulary
+from recsage.encoders.cache import default_cache_dir
 from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.models.base import Recommender
 from recsage.ranking.features import ItemStats, candidate_features
+from recsage.ranking.filters import blocked_items, drop_blocked
 from recsage.ranking.stages.base import Stage, StageContext
 from recsage.ranking.stages.learned import LearnedStage
 from recsage.ranking.stages.registry import create_stage
@@ -39,8 +42,17 @@ from recsage.retrieval.channels.base import Channel, Resources
 from recsage.retrieval.channels.model import ModelChannel
 from recsage.retrieval.channels.registry import create_channel
 from recsage.retrieval.merge import merge_channels
-from recsage.types import CandidateBatch, Query, QueryBatch, Recommendation
+from recsage.types import (
+    CandidateBatch,
+    ItemFilter,
+    Query,
+    QueryBatch,
+    Recommendation,
+    top_k,
+)
 
+FALLBACK_SOURCE = "fallback:popular"
+FALLBACK_REASON = "popular with everyone (shown while we learn your taste)"
 SPEC_FILE = "pipeline.toml"
 MANIFEST = "manifest.json"
 HISTORY_LEN = 20
@@ -66,12 +78,6 @@ def _single_threaded() -> Any:
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1)
-
-
-def _default_cache_dir() -> Path:
-    root = os.environ.get("RECSAGE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "recsage"
-    return base / "embeddings"
 
 
 class Pipeline:
@@ -104,6 +110,44 @@ class Pipeline:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
         return cls(spec)
+
+    @classmethod
+    def from_model(cls, model: Recommender, *, n: int = 200) -> Pipeline:
+        """A one-channel pipeline around a fitted model, so a single trained model serves,
+        recommends, explains and evaluates through the same path as any pipeline."""
+        spec = {
+            "text": {"enabled": False},
+            "merge": {"max_candidates": n},
+            "channels": [{"name": model.name, "kind": "model", "model": model.name, "n": n}],
+            "stages": [],
+        }
+        pipe = cls(spec)
+        channel = pipe.model_channels[0]
+        channel.model, channel.index = model, None
+        channel.n_items_fitted = model.n_items
+        assert model.items is not None and model.users is not None
+        assert model.train_matrix is not None
+        pipe.items, pipe.users = model.items, model.users
+        titles = model.item_titles or [str(i) for i in model.items.ids]
+        pipe.item_table = pd.DataFrame({"title": titles})
+        m = model.train_matrix.tocsr()
+        pipe.sequences = [a.astype(np.int64) for a in np.split(m.indices, m.indptr[1:-1])]
+        pipe.stats = ItemStats.from_popularity(np.bincount(m.indices, minlength=model.n_items))
+        pipe.data_fingerprint = model.data_fingerprint
+        return pipe
+
+    @classmethod
+    def open(cls, path: str | Path) -> Pipeline:
+        """Load a saved pipeline directory, or wrap a saved model directory in a pipeline."""
+        path = Path(path)
+        if (path / SPEC_FILE).exists():
+            return cls.load(path)
+        if (path / MANIFEST).exists():
+            return cls.from_model(Recommender.load(path))
+        raise ArtifactError(
+            f"{path}: neither a saved pipeline ({SPEC_FILE}) nor a saved model ({MANIFEST}); "
+            "create one with `recsage train --pipeline SPEC` or `recsage train --model NAME`"
+        )
 
     @property
     def n_items(self) -> int:
@@ -152,7 +196,7 @@ class Pipeline:
         from recsage.encoders.text import TextEncoder, encode_dataset_items
 
         t0 = time.perf_counter()
-        cache = Path(text["cache_dir"]) if text.get("cache_dir") else _default_cache_dir()
+        cache = Path(text["cache_dir"]) if text.get("cache_dir") else default_cache_dir()
         enc = TextEncoder(text.get("model") or None, cache_dir=cache)
         self.resources.text_encoder = enc
         self.resources.item_text_vectors = encode_dataset_items(enc, dataset)
@@ -214,8 +258,10 @@ class Pipeline:
             )
 
     # ---- running --------------------------------------------------------------------
-    def _retrieve(self, batch: QueryBatch, trace: Trace | None) -> CandidateBatch:
-        from recsage.retrieval.channels.base import _exclude_top
+    def _retrieve(
+        self, batch: QueryBatch, trace: Trace | None, min_keep: int = 0
+    ) -> CandidateBatch:
+        from recsage.retrieval.channels.base import exclude_top
 
         outputs = []
         full_scores: dict[str, np.ndarray] = {}
@@ -225,15 +271,17 @@ class Pipeline:
             n_ch = self.n_items if ch.grows else ch.n_items_fitted
             if n_ch < self.n_items:  # items added after training: this channel cannot see them
                 seqs = [s[s < n_ch] for s in batch.sequences]
-                view = QueryBatch(batch.users, seqs, n_ch, texts=batch.texts)
+                blocked = None if batch.blocked is None else batch.blocked[:n_ch]
+                view = QueryBatch(batch.users, seqs, n_ch, texts=batch.texts, blocked=blocked)
+            n_want = max(ch.n, min_keep)
             if isinstance(ch, ModelChannel) and ch.index is None:
                 s = ch.scores(view)
-                items, scores = _exclude_top(s, view, ch.n)
+                items, scores = exclude_top(s, view, n_want)
                 if n_ch < self.n_items:
                     s = np.pad(s, ((0, 0), (0, self.n_items - n_ch)), constant_values=-np.inf)
                 full_scores[ch.name] = s
             else:
-                items, scores = ch.retrieve(view, ch.n)
+                items, scores = ch.retrieve(view, n_want)
             outputs.append((ch.name, items, scores))
             if trace is not None:
                 trace.seconds[f"channel:{ch.name}"] = time.perf_counter() - t0
@@ -241,8 +289,11 @@ class Pipeline:
         t0 = time.perf_counter()
         merge = self.spec["merge"]
         cands = merge_channels(
-            outputs, max_candidates=int(merge["max_candidates"]), quotas=merge.get("quotas", {})
+            outputs,
+            max_candidates=max(int(merge["max_candidates"]), min_keep),
+            quotas=merge.get("quotas", {}),
         )
+        drop_blocked(cands, batch.blocked)
         rows = np.repeat(np.arange(cands.shape[0]), cands.shape[1]).reshape(cands.shape)
         for name, s in full_scores.items():
             col = s[rows, np.maximum(cands.items, 0)]
@@ -252,12 +303,13 @@ class Pipeline:
             trace.stages["merge"] = cands.items.copy()
         return cands
 
-    def _context(self, cands: CandidateBatch, batch: QueryBatch) -> StageContext:
+    def _context(self, cands: CandidateBatch, batch: QueryBatch, min_keep: int = 0) -> StageContext:
         assert self.stats is not None
         ctx = StageContext(
             item_vectors=self.resources.item_text_vectors,
             item_category=self.stats.first_category,
             histories=last_items(batch.sequences, HISTORY_LEN),
+            min_keep=min_keep,
         )
         if any(s.needs_features for s in self.stages):
             extra = tuple(f"{c.name}_full" for c in self.model_channels if c.index is None)
@@ -284,12 +336,18 @@ class Pipeline:
         return cands, ctx, trace
 
     def _apply(
-        self, stage: Stage, cands: CandidateBatch, batch: QueryBatch, trace: Trace | None
+        self,
+        stage: Stage,
+        cands: CandidateBatch,
+        batch: QueryBatch,
+        trace: Trace | None,
+        min_keep: int = 0,
     ) -> CandidateBatch:
         t0 = time.perf_counter()
-        ctx = self._context(cands, batch) if stage.needs_features else StageContext(
+        ctx = self._context(cands, batch, min_keep) if stage.needs_features else StageContext(
             item_vectors=self.resources.item_text_vectors,
             item_category=self.stats.first_category if self.stats else None,
+            min_keep=min_keep,
         )  # fmt: skip
         out = stage.apply(cands, ctx)
         if trace is not None:
@@ -298,49 +356,60 @@ class Pipeline:
         return out
 
     def run_batch(
-        self, batch: QueryBatch, *, trace: bool = False
+        self, batch: QueryBatch, *, trace: bool = False, min_keep: int = 0
     ) -> tuple[CandidateBatch, Trace | None]:
-        """Run every stage on a batch of queries."""
+        """Run every stage on a batch of queries; no stage keeps fewer than `min_keep`."""
         if self.stats is None:
             raise RecsageError("pipeline is not fitted; call fit() or Pipeline.load()")
         tr = Trace() if trace else None
-        cands = self._retrieve(batch, tr)
+        cands = self._retrieve(batch, tr, min_keep)
         for stage in self.stages:
-            cands = self._apply(stage, cands, batch, tr)
+            cands = self._apply(stage, cands, batch, tr, min_keep)
         return cands, tr
 
     def query_batch(self, query: Query) -> QueryBatch:
-        """Resolve external ids of a query into a one-row batch."""
+        """Resolve external ids of a query into a one-row batch. An unknown user without a
+        history is a new visitor: an empty history (the fallback list serves them)."""
         assert self.items is not None and self.users is not None
         user = -1
         seq = np.zeros(0, np.int64)
-        if query.user is not None:
-            if query.user in self.users:
-                user = self.users.index_of(query.user)
-                seq = self.sequences[user]
-            elif query.history is None and not query.text:
-                raise RecsageError(
-                    f"unknown user '{query.user}': pass a history or a text query for new users"
-                )
+        if query.user is not None and query.user in self.users:
+            user = self.users.index_of(query.user)
+            seq = self.sequences[user]
         if query.history is not None:
             seq = self.items.encode(query.history, what="item")
-        return QueryBatch(np.array([user]), [seq], self.n_items, texts=[query.text])
+        flt = query.filters or ItemFilter()
+        if query.exclude:
+            flt = ItemFilter(
+                flt.categories, flt.min_year, flt.max_year, [*flt.exclude, *query.exclude]
+            )
+        blocked = blocked_items(flt, self.items, self.item_table)
+        return QueryBatch(
+            np.array([user]), [seq], self.n_items, texts=[query.text], blocked=blocked
+        )
 
     def run(self, query: Query) -> list[Recommendation]:
-        """Recommendations for one query, with the channels that found each item."""
+        """Recommendations for one query, with the channels that found each item.
+
+        Always `n` items when the (filtered) catalogue has them. A new visitor (no history,
+        no text) gets the most popular eligible items, model-free; a list the channels leave
+        short (a history of items the models never saw, a narrow filter) is filled the same
+        way. Those items are labelled `fallback:popular`.
+        """
         if query.n < 1:
             raise ConfigError("n must be >= 1")
         batch = self.query_batch(query)
+        if not len(batch.sequences[0]) and not query.text:  # a new visitor: no signal at all
+            return self._fallback(batch, np.zeros(0, np.int64), query.n)
         with _single_threaded():  # one query's matrices are too small to share out
-            cands, _ = self.run_batch(batch)
+            cands, _ = self.run_batch(batch, min_keep=query.n)
         assert self.items is not None
         titles = self.item_titles()
-        excluded = set(self.items.lookup(query.exclude).tolist()) if query.exclude else set()
         out: list[Recommendation] = []
         last = self.stages[-1].name if self.stages else None
         for j in range(cands.shape[1]):
             i = int(cands.items[0, j])
-            if i < 0 or i in excluded:
+            if i < 0:
                 continue
             score = float(cands.scores[last][0, j]) if last else float(cands.shape[1] - j)
             out.append(
@@ -351,7 +420,124 @@ class Pipeline:
             )  # fmt: skip
             if len(out) >= query.n:
                 break
+        if len(out) < query.n:
+            taken = self.items.lookup([r.item for r in out])
+            out += self._fallback(batch, taken, query.n - len(out), start=len(out))
         return out
+
+    def _fallback(
+        self, batch: QueryBatch, taken: np.ndarray, k: int, *, start: int = 0
+    ) -> list[Recommendation]:
+        """The k most popular items (training counts) this row may still receive."""
+        assert self.stats is not None and self.items is not None
+        pop = self.stats.log_popularity
+        eligible = np.ones(self.n_items, bool)
+        eligible[batch.sequences[0]] = False
+        eligible[taken] = False
+        if batch.blocked is not None:
+            eligible &= ~batch.blocked
+        top = top_k(pop[None, :], eligible[None, :], k)[0]
+        titles = self.item_titles()
+        return [
+            Recommendation(
+                item=str(self.items.ids[i]), title=str(titles[i]), score=float(pop[i]),
+                rank=start + r + 1, sources=[FALLBACK_SOURCE],
+            )
+            for r, i in enumerate(top[top >= 0].tolist())
+        ]  # fmt: skip
+
+    def reasons(self, sources: list[str]) -> list[str]:
+        """One sentence per source saying why it put an item in the list (the service and
+        the CLI show the same texts)."""
+        kinds = {c.name: c for c in self.channels}
+        out = []
+        for s in sources:
+            ch = kinds.get(s)
+            if s == FALLBACK_SOURCE:
+                out.append(FALLBACK_REASON)
+            elif ch is not None:
+                out.append(ch.reason.format(name=s))
+            else:
+                out.append(f"found by {s}")
+        return out
+
+    def history_of(self, user: str | None) -> np.ndarray:
+        """The serving history (item indices, oldest first) of a user; empty if unknown."""
+        assert self.users is not None
+        if user is None or user not in self.users:
+            return np.zeros(0, np.int64)
+        return self.sequences[self.users.index_of(user)]
+
+    def similar(self, item: str, n: int = 10) -> tuple[list[Recommendation], str]:
+        """Items similar to `item`: cosine of text vectors when the pipeline has them, else
+        the first model channel's scores for a one-item history. Returns (items, method)."""
+        assert self.items is not None
+        i = self.items.index_of(item, what="item")
+        vectors = self.resources.item_text_vectors
+        if vectors is not None:
+            scores = (vectors @ vectors[i]).astype(np.float32)
+            method = "text"
+        else:
+            channel = next(iter(self.model_channels), None)
+            if channel is None:
+                raise RecsageError(
+                    "this pipeline has no text vectors and no model channel to compare items with"
+                )
+            if i >= channel.n_items_fitted:
+                raise RecsageError(
+                    f"item '{item}' was added after training and the pipeline has no text "
+                    "vectors; retrain to include it"
+                )
+            batch = QueryBatch(np.array([-1]), [np.array([i])], channel.n_items_fitted)
+            fitted = channel.scores(batch)[0]
+            scores = np.full(self.n_items, -np.inf, np.float32)
+            scores[: len(fitted)] = fitted
+            method = f"model:{channel.name}"
+        eligible = np.isfinite(scores)
+        eligible[i] = False
+        top = top_k(scores[None, :], eligible[None, :], n)[0]
+        top = top[top >= 0]
+        return self.as_recommendations(top, scores[top], [method]), method
+
+    def search(
+        self,
+        text: str,
+        *,
+        user: str | None = None,
+        n: int = 10,
+        personal_weight: float = 0.3,
+        exclude_history: bool = False,
+    ) -> list[Recommendation]:
+        """Natural-language search over item text, blended with a known user's taste."""
+        from recsage.retrieval.search import semantic_search
+
+        vectors, encoder = self.resources.item_text_vectors, self.resources.text_encoder
+        if vectors is None or encoder is None:
+            raise ConfigError(
+                "this pipeline was trained without item text vectors; enable [text] in its "
+                "spec to use search"
+            )
+        history = self.history_of(user)
+        found, scores = semantic_search(
+            text, vectors, encoder, k=n,
+            user_history=history if len(history) else None,
+            personal_weight=personal_weight, exclude_history=exclude_history,
+        )  # fmt: skip
+        return self.as_recommendations(found, scores, ["search"])
+
+    def as_recommendations(
+        self, items: np.ndarray, scores: np.ndarray, sources: list[str]
+    ) -> list[Recommendation]:
+        """A ranked list from item indices and their scores (aligned), all from `sources`."""
+        assert self.items is not None
+        titles = self.item_titles()
+        return [
+            Recommendation(
+                item=str(self.items.ids[i]), title=str(titles[i]), score=float(sc),
+                rank=r, sources=list(sources),
+            )
+            for r, (i, sc) in enumerate(zip(items.tolist(), scores.tolist(), strict=True), 1)
+        ]  # fmt: skip
 
     def item_titles(self) -> np.ndarray:
         """Display title per item (the id where there is none); cached until items change."""
@@ -401,13 +587,31 @@ class Pipeline:
         """Append an interaction to the serving history (new users are created); the next
         request for that user reflects it. Returns the user's history length."""
         assert self.items is not None and self.users is not None
-        i = self.items.index_of(item, what="item")
-        if user not in self.users:
-            self.users = self.users.extend([user])
-            self.sequences.append(np.zeros(0, np.int64))
-        u = self.users.index_of(user)
-        self.sequences[u] = np.append(self.sequences[u], np.int64(i))
-        return len(self.sequences[u])
+        self.items.index_of(item, what="item")  # a clear error for an unknown item
+        self.record_interactions([user], [item])
+        return len(self.sequences[self.users.index_of(user)])
+
+    def record_interactions(self, users: Sequence[str], items: Sequence[str]) -> int:
+        """The one live-update API: many (user, item) events at once, in order (vectorised
+        id lookups, one vocabulary extension). Unknown items are skipped; returns how many."""
+        assert self.items is not None and self.users is not None
+        item_idx = self.items.lookup(np.array(items, dtype=object))
+        ok = item_idx >= 0
+        user_ids = np.array(users, dtype=object)[ok]
+        item_idx = item_idx[ok]
+        if len(user_ids):
+            user_idx = self.users.lookup(user_ids)
+            if (user_idx < 0).any():
+                new = pd.unique(pd.Series(user_ids[user_idx < 0]))
+                self.users = self.users.extend(new)
+                self.sequences.extend(np.zeros(0, np.int64) for _ in range(len(new)))
+                user_idx = self.users.lookup(user_ids)
+            order = np.argsort(user_idx, kind="stable")
+            bounds = np.flatnonzero(np.diff(user_idx[order])) + 1
+            for chunk in np.split(order, bounds):
+                u = int(user_idx[chunk[0]])
+                self.sequences[u] = np.concatenate([self.sequences[u], item_idx[chunk]])
+        return int((~ok).sum())
 
     def add_items(self, table: pd.DataFrame) -> tuple[int, int]:
         """Add or update items (column `item_id` plus text fields). New items get text
@@ -534,7 +738,7 @@ class Pipeline:
             from recsage.encoders.text import TextEncoder
 
             text = p.spec["text"]
-            cache = Path(text["cache_dir"]) if text.get("cache_dir") else _default_cache_dir()
+            cache = Path(text["cache_dir"]) if text.get("cache_dir") else default_cache_dir()
             p.resources.text_encoder = TextEncoder(text.get("model") or None, cache_dir=cache)
         p.stats = ItemStats.from_arrays(res)
         for ch in p.channels:

@@ -49,6 +49,14 @@ class ItemStats:
             year = np.zeros(data.n_items, np.float32)
         return cls(np.log1p(pop), cats.tocsr().astype(np.float32), first, year, len(vocab) + 1)
 
+    @classmethod
+    def from_popularity(cls, counts: np.ndarray) -> ItemStats:
+        """Stats of a catalogue known only by its interaction counts (a bare model)."""
+        n = len(counts)
+        cats = sp.csr_matrix((n, 1), dtype=np.float32)
+        zeros = np.zeros(n, np.float32)
+        return cls(np.log1p(counts.astype(np.float32)), cats, np.zeros(n, np.int64), zeros, 1)
+
     def extend(self, n_new: int) -> None:
         """Room for `n_new` items added after training: no popularity, category or year."""
         self.log_popularity = np.concatenate([self.log_popularity, np.zeros(n_new, np.float32)])

@@ -5,7 +5,7 @@ Needs the `service` extra: `pip install 'recsage[service]'`.
 
 from __future__ import annotations
 
-from recsage.serving.settings import Settings
+from recsage.settings import Settings
 
 __all__ = ["Settings", "create_app"]
 

@@ -26,7 +26,7 @@ from recsage.serving.runtime import Runtime
 from recsage.serving.schemas import (
     ApiError,
 )
-from recsage.serving.settings import Settings
+from recsage.settings import Settings
 
 
 # ---- the factory -----------------------------------------------------------------------------

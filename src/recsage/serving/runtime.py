@@ -19,20 +19,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from recsage.errors import RecsageError
-from recsage.feedback.store import TRAINING_TYPES, Event, FeedbackStore, ItemUpdate
+from recsage.feedback.events import TRAINING_TYPES, trending_weight
+from recsage.feedback.store import Event, FeedbackStore, ItemUpdate
+from recsage.feedback.updates import dedupe_updates, item_frame
 from recsage.feedback.versions import ModelVersion, VersionRegistry
 from recsage.pipeline.pipeline import Pipeline
 from recsage.serving.auth import KeyRing, RateLimiter
-from recsage.serving.settings import Settings
+from recsage.settings import Settings
 
 log = logging.getLogger("recsage.serving")
-
-ITEM_FIELDS = ("title", "categories", "year", "text")
-TRENDING_WEIGHTS = {"click": 1.0, "purchase": 3.0, "rating": 1.0}
 
 
 class RWLock:
@@ -120,64 +116,6 @@ class Trending:
         return [(k, v * now_f) for k, v in items]
 
 
-def item_frame(pipe: Pipeline, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """An `add_items` table for item updates; fields an update leaves out keep their
-    current values (known items) or stay empty (new items)."""
-    assert pipe.items is not None and pipe.item_table is not None
-    cols = [f for f in ITEM_FIELDS if any(f in r for r in rows)]
-    ids = [str(r["item_id"]) for r in rows]
-    idx = pipe.items.lookup(ids)
-    data: dict[str, list[Any]] = {"item_id": ids}
-    table = pipe.item_table
-    for c in cols:
-        values = []
-        for r, i in zip(rows, idx, strict=True):
-            if c in r:
-                values.append(r[c])
-            elif i >= 0 and c in table.columns:
-                values.append(table.iloc[int(i)][c])
-            else:
-                values.append(None)
-        data[c] = values
-    frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in data.items()})
-    if "year" in frame.columns:
-        frame["year"] = pd.array(
-            [None if v is None or pd.isna(v) else int(v) for v in frame["year"]], dtype="Int64"
-        )
-    return frame
-
-
-def _dedupe_updates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge several updates of one item (later fields win), keeping first-seen order."""
-    merged: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        merged.setdefault(str(r["item_id"]), {}).update(r)
-    return list(merged.values())
-
-
-def record_interactions(pipe: Pipeline, users: Sequence[str], items: Sequence[str]) -> int:
-    """`Pipeline.record_interaction` for many events at once (vectorised id lookups, one
-    vocabulary extension); unknown items are skipped. Returns how many were skipped."""
-    assert pipe.items is not None and pipe.users is not None
-    item_idx = pipe.items.lookup(np.array(items, dtype=object))
-    ok = item_idx >= 0
-    user_ids = np.array(users, dtype=object)[ok]
-    item_idx = item_idx[ok]
-    if len(user_ids):
-        user_idx = pipe.users.lookup(user_ids)
-        if (user_idx < 0).any():
-            new = pd.unique(pd.Series(user_ids[user_idx < 0]))
-            pipe.users = pipe.users.extend(new)
-            pipe.sequences.extend(np.zeros(0, np.int64) for _ in range(len(new)))
-            user_idx = pipe.users.lookup(user_ids)
-        order = np.argsort(user_idx, kind="stable")
-        bounds = np.flatnonzero(np.diff(user_idx[order])) + 1
-        for chunk in np.split(order, bounds):
-            u = int(user_idx[chunk[0]])
-            pipe.sequences[u] = np.concatenate([pipe.sequences[u], item_idx[chunk]])
-    return int((~ok).sum())
-
-
 class Runtime:
     """Store, keys, rate limits, trending and the swappable served model of one app."""
 
@@ -190,21 +128,21 @@ class Runtime:
         self.trending = Trending()
         self.ingest_lock = threading.Lock()
         self._swap_lock = threading.Lock()
-        self.get_served: ServedModel | None = None
+        self._served: ServedModel | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.on_swap: list[Any] = []
 
     # ---- the served model -----------------------------------------------------------------
     def served(self) -> ServedModel:
-        sm = self.get_served
+        sm = self._served
         if sm is None:
             raise RecsageError("no model is loaded")
         return sm
 
     @property
     def ready(self) -> bool:
-        return self.get_served is not None
+        return self._served is not None
 
     def start(self) -> ServedModel:
         """Register `settings.model_dir` (if given), load the current version, seed trending."""
@@ -218,13 +156,13 @@ class Runtime:
         sm, _ = self.reload(force=True)
         since = time.time() - 24 * self.trending.half_life
         for e in self.store.read(since=since, types=TRAINING_TYPES, limit=200_000):
-            self.trending.add(e.item_id, TRENDING_WEIGHTS.get(e.type, 1.0), e.ts)
+            self.trending.add(e.item_id, trending_weight(e.type), e.ts)
         return sm
 
     def load_version(self, version: ModelVersion) -> ServedModel:
         """Load a version and bring it up to date with the store (items, then events)."""
         t0 = time.perf_counter()
-        pipe = Pipeline.load(version.pipeline_dir)
+        pipe = Pipeline.open(version.pipeline_dir)
         sm = ServedModel(
             pipe,
             version.name,
@@ -255,7 +193,7 @@ class Runtime:
         """Load the `current` version if it differs from the served one; swap atomically."""
         with self._swap_lock:
             name = self.registry.current_name()
-            sm = self.get_served
+            sm = self._served
             if name is None:
                 raise RecsageError("no current model version")
             if sm is not None and sm.version == name and not force:
@@ -263,7 +201,7 @@ class Runtime:
             new = self.load_version(self.registry.get(name))
             with self.ingest_lock:  # events that arrived while loading
                 self._catch_up(new)
-                self.get_served = new
+                self._served = new
             for hook in self.on_swap:
                 hook(new)
             log.info("serving model %s", new.version)
@@ -297,8 +235,8 @@ class Runtime:
         if not train:
             return 0
         with sm.lock.write():
-            return record_interactions(
-                sm.pipeline, [e.user_id for e in train], [e.item_id for e in train]
+            return sm.pipeline.record_interactions(
+                [e.user_id for e in train], [e.item_id for e in train]
             )
 
     def ingest(self, events: Sequence[Event]) -> tuple[list[Event], int]:
@@ -320,11 +258,11 @@ class Runtime:
             if new:
                 sm.events_applied = max(sm.events_applied, max(int(e.seq or 0) for e in new))
         for e in train:
-            self.trending.add(e.item_id, TRENDING_WEIGHTS.get(e.type, 1.0), e.ts)
+            self.trending.add(e.item_id, trending_weight(e.type), e.ts)
         return new, applied
 
     def _apply_items(self, sm: ServedModel, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        rows = _dedupe_updates(rows)
+        rows = dedupe_updates(rows)
         with sm.lock.write():
             frame = item_frame(sm.pipeline, rows)
             return sm.pipeline.add_items(frame)
@@ -333,7 +271,7 @@ class Runtime:
         """Store item updates durably, then add them to the served catalogue."""
         with self.ingest_lock:
             sm = self.served()
-            item_frame(sm.pipeline, _dedupe_updates(rows))  # fails before anything is stored
+            item_frame(sm.pipeline, dedupe_updates(rows))  # fails before anything is stored
             seq = self.store.append_items(rows)
             added, updated = self._apply_items(sm, rows)
             sm.items_applied = max(sm.items_applied, seq)

@@ -34,7 +34,7 @@ def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_settings(home: Path, model_dir: Path | None, **overrides: Any) -> Any:
-    from recsage.serving.settings import Settings
+    from recsage.settings import Settings
 
     values: dict[str, Any] = {"reload_interval": 0, "rate_limit": 0, "min_holdout_users": 5}
     values.update(overrides)

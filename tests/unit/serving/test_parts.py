@@ -21,7 +21,7 @@ from recsage.serving.auth import (
     split_key,
 )
 from recsage.serving.runtime import RWLock, Trending
-from recsage.serving.settings import Settings
+from recsage.settings import Settings
 
 
 # ---- keys ------------------------------------------------------------------------------------
@@ -160,18 +160,20 @@ def test_rwlock_lets_readers_share_and_writers_wait() -> None:
     assert order == ["readers", "reader done", "writer"]
 
 
-def test_bulk_recording_matches_record_interaction(pipeline_dir: Path) -> None:
+def test_bulk_recording_appends_in_order_and_skips_unknown_items(pipeline_dir: Path) -> None:
     from recsage.pipeline.pipeline import Pipeline
-    from recsage.serving.runtime import record_interactions
 
     users = ["1", "new-a", "2", "1", "new-b", "new-a", "3"]
     items = ["50", "181", "nope", "1", "2", "3", "100"]
-    one, bulk = Pipeline.load(pipeline_dir), Pipeline.load(pipeline_dir)
-    for u, i in zip(users, items, strict=True):
-        if i in one.items:  # type: ignore[operator]
-            one.record_interaction(u, i)
-    assert record_interactions(bulk, users, items) == 1  # the unknown item
-    assert list(bulk.users.ids) == list(one.users.ids)  # type: ignore[union-attr]
-    assert len(bulk.sequences) == len(one.sequences)
-    for a, b in zip(one.sequences, bulk.sequences, strict=True):
-        assert a.tolist() == b.tolist()
+    pipe = Pipeline.load(pipeline_dir)
+    before = {u: pipe.history_of(u).tolist() for u in ("1", "2", "3")}
+    n_users = len(pipe.users)  # type: ignore[arg-type]
+    assert pipe.record_interactions(users, items) == 1  # the unknown item
+    idx = {i: int(pipe.items.index_of(i)) for i in ("50", "181", "1", "2", "3", "100")}  # type: ignore[union-attr]
+    assert pipe.history_of("1").tolist() == [*before["1"], idx["50"], idx["1"]]
+    assert pipe.history_of("2").tolist() == before["2"]
+    assert pipe.history_of("3").tolist() == [*before["3"], idx["100"]]
+    assert pipe.history_of("new-a").tolist() == [idx["181"], idx["3"]]
+    assert pipe.history_of("new-b").tolist() == [idx["2"]]
+    assert list(pipe.users.ids[n_users:]) == ["new-a", "new-b"]  # type: ignore[union-attr]
+    assert len(pipe.sequences) == n_users + 2

@@ -23,6 +23,7 @@ class StageContext:
     item_vectors: np.ndarray | None = None  # for diversity
     item_category: np.ndarray | None = None  # (I,) category code for caps
     histories: np.ndarray | None = None  # (B, L) last items, -1 padded, for target attention
+    min_keep: int = 0  # the request's n: no stage cuts the list below it
 
 
 class Stage(ABC):
@@ -56,8 +57,12 @@ class Stage(ABC):
         cands.scores[self.name] = self.score(cands, ctx)
         return self.order(cands, ctx)
 
+    def keep_for(self, ctx: StageContext) -> int:
+        """How many candidates to keep: `keep`, or the request's n when that is larger."""
+        return max(self.keep, ctx.min_keep)
+
     def order(self, cands: CandidateBatch, ctx: StageContext) -> CandidateBatch:
-        return cands.sort_by(self.name, self.keep)
+        return cands.sort_by(self.name, self.keep_for(ctx))
 
     @abstractmethod
     def score(self, cands: CandidateBatch, ctx: StageContext) -> np.ndarray: ...

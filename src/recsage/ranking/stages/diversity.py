@@ -45,7 +45,7 @@ class MMRStage(Stage):
             # earlier same-category items in the incoming order (exact greedy equivalent)
             same = (cat[:, :, None] == cat[:, None, :]) & np.tri(n, k=-1, dtype=bool)[None]
             allowed &= (same.sum(axis=2) < self.config.category_cap) | (cat <= 0)
-        keep = min(self.keep, n)
+        keep = min(self.keep_for(ctx), n)
         lam = self.config.lambda_
         if ctx.item_vectors is None or lam >= 1.0:
             order = np.argsort(-np.where(allowed, rel, -np.inf), axis=1, kind="stable")[:, :keep]

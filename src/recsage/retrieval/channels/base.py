@@ -29,10 +29,20 @@ class Resources:
     valid: Any = None
 
 
-def _exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+def exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n per row of a (B, n_items) score matrix, never a history or blocked item.
+
+    A row whose eligible scores are all equal carries no preference (e.g. a model scoring an
+    empty history): it returns no items rather than catalogue order under the channel's name.
+    """
     eligible = np.ones(scores.shape, bool)
     eligible[batch.history.nonzero()] = False
+    if batch.blocked is not None:
+        eligible[:, batch.blocked[: scores.shape[1]]] = False
     eligible &= np.isfinite(scores)
+    lo = np.where(eligible, scores, np.inf).min(axis=1, initial=np.inf)
+    hi = np.where(eligible, scores, -np.inf).max(axis=1, initial=-np.inf)
+    eligible[(hi == lo) & (eligible.sum(axis=1) > 1)] = False
     items = top_k(scores, eligible, n)
     s = np.take_along_axis(scores, np.maximum(items, 0), axis=1).astype(np.float32)
     return items, np.where(items >= 0, s, np.nan).astype(np.float32)
@@ -42,6 +52,8 @@ class Channel(ABC):
     """fit(data, resources) then retrieve(batch, n) -> (items (B, n), scores (B, n))."""
 
     kind: ClassVar[str]
+    #: why an item this channel found is in the list ({name} = the channel's name)
+    reason: ClassVar[str] = "found by the {name} channel"
     #: True for channels that read the live item vectors and so see items added after fit
     grows: ClassVar[bool] = False
 

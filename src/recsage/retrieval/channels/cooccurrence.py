@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsage.data.schema import Dataset
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch
 
 
@@ -20,6 +20,7 @@ class CooccurrenceChannel(Channel):
     """
 
     kind = "cooccurrence"
+    reason = "often chosen right after items in your history"
 
     @dataclass
     class Config:
@@ -65,7 +66,7 @@ class CooccurrenceChannel(Channel):
         h = sp.csr_matrix((w, (rows, cols)), shape=(len(recent), batch.n_items))
         scores = (h @ self.graph).toarray()
         scores[scores == 0] = -np.inf
-        return _exclude_top(scores, batch, n)
+        return exclude_top(scores, batch, n)
 
     def state(self) -> dict[str, np.ndarray]:
         g = self.graph

@@ -9,7 +9,7 @@ import numpy as np
 
 from recsage.data.schema import Dataset
 from recsage.errors import ConfigError
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch, history_matrix
 
 
@@ -21,6 +21,7 @@ class ModelChannel(Channel):
     """
 
     kind = "model"
+    reason = "scored high by the {name} model given your history"
 
     @dataclass
     class Config:
@@ -66,9 +67,9 @@ class ModelChannel(Channel):
 
     def retrieve(self, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None:
-            return _exclude_top(self.scores(batch), batch, n)
+            return exclude_top(self.scores(batch), batch, n)
         q = model_query_vectors(self.model, batch)
-        s, ids = self.index.search(q, n, exclude=batch.history)
+        s, ids = self.index.search(q, n, exclude=batch.excluded)
         return ids, np.where(ids >= 0, s, np.nan).astype(np.float32)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsage.data.schema import Dataset
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch
 
 
@@ -15,6 +15,7 @@ class PopularityChannel(Channel):
     """Most popular items; with `half_life_days` > 0, trending (time-decayed counts)."""
 
     kind = "popularity"
+    reason = "popular with everyone"
 
     @dataclass
     class Config:
@@ -31,7 +32,7 @@ class PopularityChannel(Channel):
 
     def retrieve(self, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.broadcast_to(self.counts, (len(batch), len(self.counts)))
-        return _exclude_top(np.array(scores), batch, n)
+        return exclude_top(np.array(scores), batch, n)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts}

@@ -6,7 +6,7 @@ import numpy as np
 
 from recsage.data.schema import Dataset
 from recsage.errors import RecsageError
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch
 
 
@@ -14,6 +14,7 @@ class QueryChannel(Channel):
     """Natural-language query: cosine between the encoded query text and item text vectors."""
 
     kind = "query"
+    reason = "matches your query"
     grows = True
 
     def fit(self, data: Dataset, resources: Resources) -> None:
@@ -31,7 +32,7 @@ class QueryChannel(Channel):
                 raise RecsageError("query channel: no text encoder available to encode the query")
             q = self.resources.text_encoder.encode_queries([batch.texts[i] for i in rows])
             scores[rows] = q @ vectors.T
-        return _exclude_top(scores, batch, n)
+        return exclude_top(scores, batch, n)
 
     def load_state(self, state: dict[str, np.ndarray], resources: Resources) -> None:
         self.fit(None, resources)  # type: ignore[arg-type]

@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi import Query as QueryParam
 
-from recsage.pipeline.pipeline import Pipeline
-from recsage.retrieval.channels.model import ModelChannel
+from recsage.errors import RecsageError
 from recsage.serving.deps import AdminKey, ReadKey, get_runtime, get_served
 from recsage.serving.middleware import request_id_of
 from recsage.serving.schemas import (
@@ -22,24 +20,22 @@ from recsage.serving.schemas import (
     ScoredItem,
     SimilarResponse,
 )
-from recsage.types import QueryBatch, top_k
+from recsage.types import Recommendation
 
 # ---- similar / search / trending -------------------------------------------------------------
 router = APIRouter()
 
 
-def scored_items(pipe: Pipeline, items: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
-    assert pipe.items is not None
-    titles = pipe.item_titles()
-    ids = pipe.items.ids
+def scored_items(recs: list[Recommendation]) -> list[ScoredItem]:
+    """API items from the pipeline's list (non-finite scores reported as 0)."""
     return [
         ScoredItem(
-            item_id=str(ids[i]),
-            title=str(titles[i]),
-            score=float(s) if math.isfinite(float(s)) else 0.0,
-            rank=r,
+            item_id=r.item,
+            title=r.title,
+            score=r.score if math.isfinite(r.score) else 0.0,
+            rank=r.rank,
         )
-        for r, (i, s) in enumerate(zip(items.tolist(), scores.tolist(), strict=True), start=1)
+        for r in recs
     ]
 
 
@@ -60,39 +56,13 @@ async def similar(
     pipe = sm.pipeline
     with sm.lock.read():
         assert pipe.items is not None
-        i = int(pipe.items.lookup([item_id])[0])
-        if i < 0:
+        if item_id not in pipe.items:
             raise ApiError(404, "unknown_item", f"unknown item '{item_id}'")
-        vectors = pipe.resources.item_text_vectors
-        if vectors is not None:
-            scores = (vectors @ vectors[i]).astype(np.float32)
-            method = "text"
-        else:
-            channel = next((c for c in pipe.channels if isinstance(c, ModelChannel)), None)
-            if channel is None:
-                raise ApiError(
-                    409,
-                    "no_similarity",
-                    "the served model has no text vectors and no model "
-                    "channel to compare items with",
-                )
-            if i >= channel.n_items_fitted:
-                raise ApiError(
-                    409,
-                    "no_similarity",
-                    f"item '{item_id}' was added after training and the "
-                    "model has no text vectors; retrain to include it",
-                )
-            batch = QueryBatch(np.array([-1]), [np.array([i])], channel.n_items_fitted)
-            fitted = channel.scores(batch)[0]
-            scores = np.full(pipe.n_items, -np.inf, np.float32)
-            scores[: len(fitted)] = fitted
-            method = f"model:{channel.name}"
-        eligible = np.isfinite(scores)
-        eligible[i] = False
-        top = top_k(scores[None, :], eligible[None, :], n)[0]
-        top = top[top >= 0]
-        items = scored_items(pipe, top, scores[top])
+        try:
+            recs, method = pipe.similar(item_id, n)
+        except RecsageError as exc:
+            raise ApiError(409, "no_similarity", str(exc)) from None
+        items = scored_items(recs)
     return SimilarResponse(
         request_id=request_id_of(request),
         model_version=sm.version,

@@ -6,7 +6,6 @@ import math
 from typing import Annotated
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter, Request
 from fastapi import Query as QueryParam
 
@@ -23,55 +22,22 @@ from recsage.serving.schemas import (
     RecommendResponse,
     TrendingResponse,
 )
+from recsage.types import ItemFilter
 from recsage.types import Query as PipelineQuery
 
 router = APIRouter()
 
 
-CHANNEL_REASONS = {
-    "model": "scored high by the {name} model given your history",
-    "popularity": "popular with everyone",
-    "cooccurrence": "often chosen right after items in your history",
-    "text": "similar in description to what you chose recently",
-    "topic": "shares topics with your history",
-    "query": "matches your query",
-}
-
-
-# ---- recommend -------------------------------------------------------------------------------
 # recommend, similar and trending are `async` on purpose: they are short CPU-bound calls
 # (~1-2 ms) that hold the GIL anyway, so running them on the event loop avoids a thread-pool
 # hop and GIL hand-offs between threads (which tripled p50 latency in service_load.py).
 # Search (text encoder), feedback and item updates (store commits) stay in the thread pool.
-def _reasons(pipe: Pipeline, sources: list[str]) -> list[Reason]:
-    kinds = {c.name: c for c in pipe.channels}
-    out = []
-    for s in sources:
-        ch = kinds.get(s)
-        text = CHANNEL_REASONS.get(ch.kind, "found by the {name} channel") if ch else "{name}"
-        out.append(Reason(kind="channel", channel=s, detail=text.format(name=s)))
-    return out
-
-
-def _passes(pipe: Pipeline, index: int, req: RecommendRequest) -> bool:
-    f = req.filters
-    table = pipe.item_table
-    if f is None or table is None:
-        return True
-    if f.categories is not None:
-        cats = table["categories"].iloc[index] if "categories" in table.columns else None
-        have = set(cats) if isinstance(cats, list | tuple | np.ndarray) else set()
-        if not have & set(f.categories):
-            return False
-    if f.min_year is not None or f.max_year is not None:
-        year = table["year"].iloc[index] if "year" in table.columns else None
-        if year is None or pd.isna(year):
-            return False
-        if f.min_year is not None and int(year) < f.min_year:
-            return False
-        if f.max_year is not None and int(year) > f.max_year:
-            return False
-    return True
+def reasons(pipe: Pipeline, sources: list[str]) -> list[Reason]:
+    """The pipeline's reason per source, as API objects."""
+    return [
+        Reason(kind="channel", channel=s, detail=text)
+        for s, text in zip(sources, pipe.reasons(sources), strict=True)
+    ]
 
 
 @router.post(
@@ -84,11 +50,8 @@ def _passes(pipe: Pipeline, index: int, req: RecommendRequest) -> bool:
 async def recommend(body: RecommendRequest, request: Request, _: ReadKey) -> RecommendResponse:
     sm = get_served(request)
     pipe = sm.pipeline
-    filtered = body.filters is not None and (
-        body.filters.categories is not None
-        or body.filters.min_year is not None
-        or body.filters.max_year is not None
-    )
+    f = body.filters
+    filters = ItemFilter(f.categories, f.min_year, f.max_year, list(f.exclude_items)) if f else None
     with sm.lock.read():
         assert pipe.items is not None and pipe.users is not None
         history = body.history
@@ -99,29 +62,23 @@ async def recommend(body: RecommendRequest, request: Request, _: ReadKey) -> Rec
                 raise ApiError(422, "unknown_item", f"history[{j}]: unknown item '{history[j]}'")
         known_user = body.user_id is not None and body.user_id in pipe.users
         cold = history is None and not known_user
-        if cold:
-            history = []
         query = PipelineQuery(
             user=body.user_id if known_user else None,
             history=history,
             text=body.query,
-            n=10_000 if filtered else body.n,
-            exclude=body.filters.exclude_items if body.filters else [],
+            n=body.n,
+            filters=filters,
         )
-        recs = pipe.run(query)
-        if filtered:
-            keep_idx = pipe.items.lookup([r.item for r in recs])
-            recs = [r for r, i in zip(recs, keep_idx, strict=True) if _passes(pipe, int(i), body)]
         items = [
             RecommendedItem(
                 item_id=r.item,
                 title=r.title,
                 score=r.score if math.isfinite(r.score) else 0.0,
-                rank=rank,
+                rank=r.rank,
                 sources=r.sources,
-                reasons=_reasons(pipe, r.sources),
+                reasons=reasons(pipe, r.sources),
             )
-            for rank, r in enumerate(recs[: body.n], start=1)
+            for r in pipe.run(query)
         ]
     return RecommendResponse(
         request_id=request_id_of(request),
@@ -151,6 +108,10 @@ async def trending(
         idx = pipe.items.lookup([k for k, _ in top]) if top else np.zeros(0, np.int64)
         keep = [(int(i), s) for i, (_, s) in zip(idx, top, strict=True) if i >= 0][:n]
         items = scored_items(
-            pipe, np.array([i for i, _ in keep], np.int64), np.array([s for _, s in keep])
+            pipe.as_recommendations(
+                np.array([i for i, _ in keep], np.int64),
+                np.array([s for _, s in keep], np.float64),
+                ["trending"],
+            )
         )
     return TrendingResponse(items=items)

@@ -25,33 +25,25 @@ router = APIRouter()
     summary="Natural-language search, personalised when user_id is given",
 )
 def search(body: SearchRequest, request: Request, _: ReadKey) -> SearchResponse:
-    from recsage.retrieval.search import semantic_search
-
     sm = get_served(request)
     pipe = sm.pipeline
     with sm.lock.read():
-        vectors, encoder = pipe.resources.item_text_vectors, pipe.resources.text_encoder
-        if vectors is None or encoder is None:
+        if pipe.resources.item_text_vectors is None or pipe.resources.text_encoder is None:
             raise ApiError(
                 409,
                 "text_disabled",
                 "the served model was trained without item text vectors; "
                 "enable [text] in its pipeline spec to use search",
             )
-        assert pipe.users is not None
-        history = None
-        if body.user_id is not None and body.user_id in pipe.users:
-            history = pipe.sequences[pipe.users.index_of(body.user_id)]
-        found, scores = semantic_search(
+        history = pipe.history_of(body.user_id)
+        recs = pipe.search(
             body.query,
-            vectors,
-            encoder,
-            k=body.n,
-            user_history=history,
+            user=body.user_id,
+            n=body.n,
             personal_weight=body.personal_weight,
             exclude_history=body.exclude_history,
         )
-        items = scored_items(pipe, found, scores)
+        items = scored_items(recs)
     return SearchResponse(
         request_id=request_id_of(request),
         model_version=sm.version,

@@ -70,6 +70,7 @@ from recsage.serving.schemas import (
 )
 from recsage.serving.settings import Settings
 from recsage.serving.store import Event, FeedbackStore, StoreError
+from recsage.serving.ui import ui_router
 
 log = logging.getLogger("recsage.serving")
 
@@ -817,6 +818,7 @@ def create_app(settings: Settings | None = None, *, store: FeedbackStore | None 
     app.state.metrics = metrics_
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(ui_router())  # the web page at /ui
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -54,8 +54,8 @@ class Settings(BaseModel):
         default=False, description="Web page: one-click demo sign-in for loopback visitors."
     )
     report_dir: Path | None = Field(
-        default=None, description="Evaluation report shown on /ui/admin (default: newest under "
-        "$home/reports)."
+        default=None,
+        description="Evaluation report shown on /ui/admin (default: newest under $home/reports).",
     )
     log_level: str = "info"
 

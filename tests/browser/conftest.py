@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import harness
 import movies
+from harness import Site
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,16 +38,6 @@ def _browser_available() -> None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _missing("the playwright package (the dev extra)")
-
-
-@dataclass
-class Site:
-    """The running service: its URL, app and a key of each kind."""
-
-    url: str
-    app: Any
-    visitor_key: str
-    admin_key: str
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@dataclass
+class Site:
+    """A running service for the browser tests: its URL, app and a key of each kind."""
+
+    url: str
+    app: Any
+    visitor_key: str
+    admin_key: str
 
 
 def free_port() -> int:

@@ -61,6 +61,7 @@ DEMO_KEY_NAME = "ui-demo"
 DEMO_SCOPES = "read,feedback"
 ALL_SCOPES = frozenset({"read", "feedback", "admin"})
 FEEDBACK_ACTIONS = {"like": ("rating", 5.0), "dislike": ("skip", None), "click": ("click", None)}
+REPORT_FIRST = ("hr@10", "ndcg@10", "recall@10", "mrr@10", "coverage@10")
 _USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 
@@ -234,7 +235,8 @@ def _report(settings: Any) -> dict[str, Any] | None:
         for k in r.get("metrics") or {}:
             if "sampled" not in k and k not in cols:
                 cols.append(k)
-    cols = sorted(cols, key=lambda c: (not c.endswith("@10"), c))[:8]
+    first = [c for c in REPORT_FIRST if c in cols]
+    cols = (first + sorted(c for c in cols if c not in first and c.endswith("@10")))[:6]
     rows = [
         {
             "model": str(r.get("model", "?")),

@@ -71,7 +71,10 @@
 
   function meta(item) {
     const parts = [];
-    if (item.year) parts.push(el("span", { className: "year", text: "(" + item.year + ")" }));
+    const year = item.year ? "(" + item.year + ")" : "";
+    if (year && !String(item.title).endsWith(year)) {
+      parts.push(el("span", { className: "year", text: year }));
+    }
     if (item.categories && item.categories.length) {
       const ul = el("ul", { className: "cats", "aria-label": "Categories" });
       for (const c of item.categories) ul.appendChild(el("li", { text: c }));
@@ -119,9 +122,9 @@
       if (canFeedback) {
         const actions = el("div", { className: "actions" }, [
           el("button", { type: "button", className: "fb like", "data-action": "like",
-                         "aria-label": "Like " + item.title, text: "👍 Like" }),
+                         "aria-label": "Like " + item.title, text: "Like" }),
           el("button", { type: "button", className: "fb dislike", "data-action": "dislike",
-                         "aria-label": "Dislike " + item.title, text: "👎 Dislike" }),
+                         "aria-label": "Dislike " + item.title, text: "Dislike" }),
         ]);
         li.appendChild(actions);
       }

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -63,7 +63,7 @@ ALL_SCOPES = frozenset({"read", "feedback", "admin"})
 FEEDBACK_ACTIONS = {"like": ("rating", 5.0), "dislike": ("skip", None), "click": ("click", None)}
 REPORT_FIRST = ("hr@10", "ndcg@10", "recall@10", "mrr@10", "coverage@10")
 _USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 TEMPLATES = Environment(
     loader=PackageLoader("recsage.serving.ui", "templates"),
@@ -187,9 +187,7 @@ def _loopback(request: Request) -> bool:
     """The visitor is on this machine and reached us by a loopback name (which also
     rules out DNS rebinding: a foreign page would arrive with its own Host)."""
     client = request.client.host if request.client else ""
-    host = request.headers.get("host", "").rsplit(":", 1)[0] if request.headers.get("host") else ""
-    if request.headers.get("host", "").startswith("[::1]"):
-        host = "[::1]"
+    host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
     return (client.startswith("127.") or client == "::1") and host in _LOOPBACK_HOSTS
 
 

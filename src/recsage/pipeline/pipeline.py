@@ -436,14 +436,18 @@ class Pipeline:
         eligible[taken] = False
         if batch.blocked is not None:
             eligible &= ~batch.blocked
-        top = top_k(pop[None, :], eligible[None, :], k)[0]
+        cand = np.flatnonzero(eligible)
+        if len(cand) > k:  # the k best and everything tied with the k-th, then exact order
+            kth = np.partition(-pop[cand], k - 1)[k - 1]
+            cand = cand[-pop[cand] <= kth]
+        top = cand[np.lexsort((cand, -pop[cand]))][:k]  # ties: catalogue position
         titles = self.item_titles()
         return [
             Recommendation(
                 item=str(self.items.ids[i]), title=str(titles[i]), score=float(pop[i]),
                 rank=start + r + 1, sources=[FALLBACK_SOURCE],
             )
-            for r, i in enumerate(top[top >= 0].tolist())
+            for r, i in enumerate(top.tolist())
         ]  # fmt: skip
 
     def reasons(self, sources: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ from recsage.serving.runtime import Runtime
 from recsage.serving.schemas import (
     ApiError,
 )
+from recsage.serving.ui import ui_router
 from recsage.settings import Settings
 
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, store: FeedbackStore | None 
     app.state.settings = settings
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(ui_router())  # the web page at /ui
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

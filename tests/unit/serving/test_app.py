@@ -101,6 +101,35 @@ def test_recommend_histories_cold_users_and_filters(service: Service) -> None:
     assert_error(post("/v1/recommend", json={"user_id": "1", "bogus": 1}, headers=h), 422)
 
 
+def test_a_new_visitor_gets_the_popularity_fallback_never_catalogue_order(
+    service: Service,
+) -> None:
+    import numpy as np
+
+    h = service.auth("read")
+    pipe = service.runtime.served().pipeline
+    # the reference: items by training popularity (ties by catalogue position), model-free
+    pop = pipe.stats.log_popularity
+    expected = [str(pipe.items.ids[i]) for i in np.lexsort((np.arange(len(pop)), -pop))[:20]]
+    assert expected != [str(i) for i in pipe.items.ids[:20]]  # not catalogue order
+    for body in ({"n": 20}, {"user_id": "someone-new", "n": 20}, {"history": [], "n": 20}):
+        r = service.client.post("/v1/recommend", json=body, headers=h).json()
+        assert [i["item_id"] for i in r["items"]] == expected
+        assert r["cold_start"] is (body.get("history") is None)
+        for item in r["items"]:
+            assert item["sources"] == ["fallback:popular"]
+            assert "popular" in item["reasons"][0]["detail"]
+            assert "model" not in item["reasons"][0]["detail"]
+    # a filtered new visitor still gets n items, all passing the filter, in popularity order
+    r = service.client.post(
+        "/v1/recommend", json={"n": 5, "filters": {"categories": ["Horror"]}}, headers=h
+    ).json()
+    table = pipe.item_table
+    idx = pipe.items.lookup([i["item_id"] for i in r["items"]])
+    assert len(idx) == 5 and all("Horror" in table.iloc[int(i)]["categories"] for i in idx)
+    assert list(pop[idx]) == sorted(pop[idx], reverse=True)
+
+
 def test_similar_items_use_the_model_channel_without_text(service: Service) -> None:
     r = service.client.get("/v1/items/50/similar?n=5", headers=service.auth("read"))
     assert r.status_code == 200

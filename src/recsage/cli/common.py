@@ -145,12 +145,4 @@ def _model_list(models: str) -> list[str]:
 
 
 def _display_titles(dataset: Any) -> np.ndarray:
-    import pandas as pd
-
-    titles = dataset.item_titles().astype(object)
-    if "year" in dataset.item_table.columns:
-        years = pd.to_numeric(dataset.item_table["year"], errors="coerce").to_numpy()
-        for i, y in enumerate(years):
-            if np.isfinite(y):
-                titles[i] = f"{titles[i]} ({int(y)})"
-    return titles
+    return np.asarray(dataset.item_titles(), dtype=object)

@@ -55,6 +55,10 @@ def quickstart(
     best = max(results, key=lambda r: r.metrics["ndcg@10"]).model
     model = create_model(best).fit(ds)  # the final model sees every interaction
     model.save(out / best)
+    from recsage.pipeline.pipeline import Pipeline
+
+    with console.status("encoding item texts for search and chat (cached after the first run)…"):
+        Pipeline.from_model(model, dataset=ds, text=True).save(out / "pipeline")
     u = ds.users.index_of(user, what="user")
     titles = _display_titles(ds)
     seq = ds.sequences()[u]
@@ -72,7 +76,8 @@ def quickstart(
     console.print(table)
     console.print(
         f"reports: {paths['markdown']}, {paths['json']}, {paths['png']}; model: {out / best}\n"
-        f"next: recsage recommend --model {out / best} --user 42 -n 10   "
+        f"next: recsage recommend --model {out / best} --user 42 -n 10\n"
+        f"serve it (API + web page at /ui): recsage serve --model {out / 'pipeline'}   "
         f"(done in {time.perf_counter() - start:.1f}s)"
     )
 

@@ -193,13 +193,9 @@ class Dataset:
         return np.bincount(self.interactions.item, minlength=self.n_items).astype(np.int64)
 
     def item_titles(self) -> np.ndarray:
-        """Display title per item (falls back to the external id)."""
-        if "title" in self.item_table.columns:
-            titles = self.item_table["title"].astype(object).to_numpy(copy=True)
-            missing = pd.isna(titles)
-            titles[missing] = self.items.ids[missing]
-            return titles
-        return self.items.ids
+        """Display title per item: the title with its year, e.g. "Heat (1995)" (the id
+        where there is no title). The one rule every output uses (CLI, HTTP, chat)."""
+        return display_titles(self.item_table, self.items.ids)
 
     def fingerprint(self) -> str:
         """A short hash of the interactions and vocabularies, stored with trained models."""
@@ -222,3 +218,21 @@ class Dataset:
             "interactions": n,
             "density": round(density, 6),
         }
+
+
+def display_titles(item_table: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
+    """Title per item with "(year)" appended when a year is known and the title does not
+    already end with one; the external id where there is no title."""
+    n = len(ids)
+    if "title" in item_table.columns:
+        titles = item_table["title"].iloc[:n].astype(object).to_numpy(copy=True)
+        missing = pd.isna(titles)
+        titles[missing] = np.asarray(ids, dtype=object)[missing]
+    else:
+        titles = np.array(ids, dtype=object)
+    if "year" in item_table.columns and len(titles):
+        years = pd.to_numeric(item_table["year"].iloc[:n], errors="coerce").to_numpy(np.float64)
+        text = pd.Series(titles, dtype=object).astype(str)
+        add = np.isfinite(years) & ~text.str.contains(r"\(\d{4}\)\s*$", regex=True).to_numpy()
+        titles[add] = [f"{t} ({int(y)})" for t, y in zip(titles[add], years[add], strict=True)]
+    return titles

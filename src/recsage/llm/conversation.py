@@ -233,7 +233,10 @@ class Catalogue:
 
     def display(self, i: int) -> str:
         y = self.years[i]
-        return f"{self.titles[i]} ({int(y)})" if np.isfinite(y) else self.titles[i]
+        t = self.titles[i]
+        if not np.isfinite(y) or re.search(r"\(\d{4}\)\s*$", t):
+            return t
+        return f"{t} ({int(y)})"
 
     def title_index(self) -> dict[str, list[int]]:
         """Normalised title -> items; "Matrix, The" is also indexed as "the matrix"."""

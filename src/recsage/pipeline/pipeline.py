@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsage import __version__
-from recsage.data.schema import Dataset
+from recsage.data.schema import Dataset, display_titles
 from recsage.data.splits import Split, leave_one_out
 from recsage.data.vocab import Vocabulary
 from recsage.encoders.cache import default_cache_dir
@@ -112,11 +112,23 @@ class Pipeline:
         return cls(spec)
 
     @classmethod
-    def from_model(cls, model: Recommender, *, n: int = 200) -> Pipeline:
+    def from_model(
+        cls,
+        model: Recommender,
+        *,
+        dataset: Dataset | None = None,
+        text: bool = False,
+        n: int = 200,
+    ) -> Pipeline:
         """A one-channel pipeline around a fitted model, so a single trained model serves,
-        recommends, explains and evaluates through the same path as any pipeline."""
+        recommends, explains and evaluates through the same path as any pipeline.
+
+        With the `dataset` the model was fitted on, the pipeline keeps its item table
+        (categories, years for filters, chat and explanations) and, with `text=True`, item
+        text vectors (search, chat, similar items).
+        """
         spec = {
-            "text": {"enabled": False},
+            "text": {"enabled": text},
             "merge": {"max_candidates": n},
             "channels": [{"name": model.name, "kind": "model", "model": model.name, "n": n}],
             "stages": [],
@@ -128,8 +140,15 @@ class Pipeline:
         assert model.items is not None and model.users is not None
         assert model.train_matrix is not None
         pipe.items, pipe.users = model.items, model.users
-        titles = model.item_titles or [str(i) for i in model.items.ids]
-        pipe.item_table = pd.DataFrame({"title": titles})
+        if dataset is not None:
+            if dataset.fingerprint() != model.data_fingerprint:
+                raise ConfigError("from_model: the dataset is not the one the model was fitted on")
+            pipe.item_table = dataset.item_table
+            if text:
+                pipe._prepare_resources(dataset, lambda *_: None)
+        else:
+            titles = model.item_titles or [str(i) for i in model.items.ids]
+            pipe.item_table = pd.DataFrame({"title": titles})
         m = model.train_matrix.tocsr()
         pipe.sequences = [a.astype(np.int64) for a in np.split(m.indices, m.indptr[1:-1])]
         pipe.stats = ItemStats.from_popularity(np.bincount(m.indices, minlength=model.n_items))
@@ -411,7 +430,7 @@ class Pipeline:
             i = int(cands.items[0, j])
             if i < 0:
                 continue
-            score = float(cands.scores[last][0, j]) if last else float(cands.shape[1] - j)
+            score = float(cands.scores[last or self.channels[0].name][0, j])
             out.append(
                 Recommendation(
                     item=str(self.items.ids[i]), title=str(titles[i]), score=score,
@@ -544,15 +563,14 @@ class Pipeline:
         ]  # fmt: skip
 
     def item_titles(self) -> np.ndarray:
-        """Display title per item (the id where there is none); cached until items change."""
+        """Display title per item (with its year; the id where there is none), cached until
+        items change."""
         assert self.items is not None
         cached = getattr(self, "_titles", None)
         if cached is not None and len(cached) == self.n_items:
             return cached
-        if self.item_table is not None and "title" in self.item_table.columns:
-            t = self.item_table["title"].astype(object).to_numpy(copy=True)
-            miss = pd.isna(t)
-            t[miss] = self.items.ids[miss]
+        if self.item_table is not None:
+            t = display_titles(self.item_table, self.items.ids)
         else:
             t = np.array(self.items.ids, dtype=object)
         self._titles: np.ndarray | None = t

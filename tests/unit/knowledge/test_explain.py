@@ -143,7 +143,7 @@ def test_explain_a_saved_pipeline_with_a_kg_channel(movies, tmp_path, monkeypatc
     pipe = Pipeline(spec).fit(movies)
     res = explain_command("u1", "c", pipeline=pipe)  # u1 saw Alien, Aliens, Toy Story
     exp = res.explanation
-    assert exp.title == "Alien 3" and exp.sources and set(exp.sources) <= {"ease", "kg", "pop"}
+    assert exp.title == "Alien 3 (1992)" and exp.sources and set(exp.sources) <= {"ease", "kg", "pop"}
     assert exp.scorer == "EASE" and res.faithful == []
     assert ("genre", "Sci-Fi") in {(a.kind, a.value) for a in exp.attributes}
     pipe.save(tmp_path / "p")

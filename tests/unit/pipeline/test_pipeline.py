@@ -107,7 +107,7 @@ def test_add_items_extends_catalogue(ml100k) -> None:
         pd.DataFrame({"item_id": ["zz-new", "1"], "title": ["Brand New", "Toy Story (renamed)"]})
     )
     assert (added, updated) == (1, 1)
-    assert p.item_titles()[p.items.index_of("1")] == "Toy Story (renamed)"
+    assert p.item_titles()[p.items.index_of("1")] == "Toy Story (renamed) (1995)"
     recs = p.run(Query(user="1", n=10))  # old channels still work with the bigger catalogue
     assert len(recs) == 10
 

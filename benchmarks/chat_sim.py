@@ -142,10 +142,10 @@ def main() -> None:
     if args.encoder == "keywords":
         encoder: Any = KeywordEncoder()
     else:
+        from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder
-        from recsage.pipeline.pipeline import _default_cache_dir
 
-        encoder = TextEncoder(cache_dir=_default_cache_dir())
+        encoder = TextEncoder(cache_dir=default_cache_dir())
     cat = Catalogue.from_dataset(ds, encoder=encoder)
     rng = np.random.default_rng(args.seed)
     users = rng.choice(loo.test.users, size=min(args.users, len(loo.test.users)), replace=False)

@@ -223,10 +223,10 @@ def main() -> None:
     if args.encoder == "keywords":
         encoder: Any = KeywordEncoder()
     else:
+        from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder
-        from recsage.pipeline.pipeline import _default_cache_dir
 
-        encoder = TextEncoder(cache_dir=_default_cache_dir())
+        encoder = TextEncoder(cache_dir=default_cache_dir())
     cat, index = build_catalogue(df, MemoEncoder(encoder))
     backend = None
     if args.llm != "none":

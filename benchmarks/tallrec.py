@@ -117,10 +117,10 @@ class Similarities:
     """MiniLM title embeddings and per-record similarity features (cached on disk)."""
 
     def __init__(self, records: list[Record]) -> None:
+        from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder
-        from recsage.pipeline.pipeline import _default_cache_dir
 
-        enc = TextEncoder(cache_dir=_default_cache_dir())
+        enc = TextEncoder(cache_dir=default_cache_dir())
         titles = sorted({t for r in records for t in (*r.liked, *r.disliked, r.target)})
         self.vec = dict(zip(titles, enc.encode_items(titles), strict=True))
 

@@ -17,6 +17,13 @@ from recsage.errors import RecsageError
 _KEY_BYTES = 20  # sha1 digest
 
 
+def default_cache_dir() -> Path:
+    """Text-vector cache: `$RECSAGE_CACHE_DIR/embeddings`, else ~/.cache/recsage/embeddings."""
+    root = os.environ.get("RECSAGE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "recsage"
+    return base / "embeddings"
+
+
 def text_key(text: str) -> bytes:
     """Cache key of one model input (sha1 digest of its UTF-8 bytes)."""
     return hashlib.sha1(text.encode("utf-8")).digest()

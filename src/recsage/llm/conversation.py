@@ -215,10 +215,10 @@ class Catalogue:
         from recsage.encoders.templates import ItemTextTemplate
 
         if encoder is None:
+            from recsage.encoders.cache import default_cache_dir
             from recsage.encoders.text import TextEncoder
-            from recsage.pipeline.pipeline import _default_cache_dir
 
-            encoder = TextEncoder(cache_dir=_default_cache_dir())
+            encoder = TextEncoder(cache_dir=default_cache_dir())
         table = dataset.item_table.sort_index()
         vectors = encoder.encode_items(ItemTextTemplate().render(table))
         return cls.from_table(list(dataset.items.ids), table, vectors, encoder)

@@ -9,7 +9,6 @@ with negatives drawn from the candidate lists themselves. Serving uses full hist
 from __future__ import annotations
 
 import json
-import os
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -20,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from recsage import __version__
+from recsage.component import SupportsCatalogue
 from recsage.data.schema import Dataset
 from recsage.data.splits import Split, leave_one_out
 from recsage.data.vocab import Vocabulary
+from recsage.encoders.cache import default_cache_dir
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.ranking.features import ItemStats, candidate_features
 from recsage.ranking.stages.base import Stage, StageContext
@@ -68,12 +69,6 @@ def _single_threaded() -> Any:
     return _CONTROLLER.limit(limits=1)
 
 
-def _default_cache_dir() -> Path:
-    root = os.environ.get("RECSAGE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "recsage"
-    return base / "embeddings"
-
-
 class Pipeline:
     """A configured recommender: retrieval channels, a merger and ranking stages."""
 
@@ -115,7 +110,7 @@ class Pipeline:
 
     def _sync_stage_catalogue(self) -> None:
         """Give stages that read item text (LLM re-rank) the current catalogue."""
-        setters = [s for s in self.stages if hasattr(s, "set_catalogue")]
+        setters = [s for s in self.stages if isinstance(s, SupportsCatalogue)]
         if not setters or self.item_table is None:
             return
         from recsage.llm.rerank import catalogue_texts
@@ -152,7 +147,7 @@ class Pipeline:
         from recsage.encoders.text import TextEncoder, encode_dataset_items
 
         t0 = time.perf_counter()
-        cache = Path(text["cache_dir"]) if text.get("cache_dir") else _default_cache_dir()
+        cache = Path(text["cache_dir"]) if text.get("cache_dir") else default_cache_dir()
         enc = TextEncoder(text.get("model") or None, cache_dir=cache)
         self.resources.text_encoder = enc
         self.resources.item_text_vectors = encode_dataset_items(enc, dataset)
@@ -215,7 +210,7 @@ class Pipeline:
 
     # ---- running --------------------------------------------------------------------
     def _retrieve(self, batch: QueryBatch, trace: Trace | None) -> CandidateBatch:
-        from recsage.retrieval.channels.base import _exclude_top
+        from recsage.retrieval.channels.base import exclude_top
 
         outputs = []
         full_scores: dict[str, np.ndarray] = {}
@@ -228,7 +223,7 @@ class Pipeline:
                 view = QueryBatch(batch.users, seqs, n_ch, texts=batch.texts)
             if isinstance(ch, ModelChannel) and ch.index is None:
                 s = ch.scores(view)
-                items, scores = _exclude_top(s, view, ch.n)
+                items, scores = exclude_top(s, view, ch.n)
                 if n_ch < self.n_items:
                     s = np.pad(s, ((0, 0), (0, self.n_items - n_ch)), constant_values=-np.inf)
                 full_scores[ch.name] = s
@@ -488,11 +483,12 @@ class Pipeline:
                 ch.model.save(d / "model")
         for st in self.stages:
             st.save(path / "stages" / st.name)
+        encoder = self.resources.text_encoder
         manifest = {
             "format": "recsage-pipeline/1",
             "package_version": __version__,
             "data_fingerprint": self.data_fingerprint,
-            "encoder_fingerprint": getattr(self.resources.text_encoder, "fingerprint", None),
+            "encoder_fingerprint": None if encoder is None else encoder.fingerprint,
             "users": self.users.ids.tolist(),
             "items": self.items.ids.tolist(),
             "fit_seconds": self.fit_seconds,
@@ -534,7 +530,7 @@ class Pipeline:
             from recsage.encoders.text import TextEncoder
 
             text = p.spec["text"]
-            cache = Path(text["cache_dir"]) if text.get("cache_dir") else _default_cache_dir()
+            cache = Path(text["cache_dir"]) if text.get("cache_dir") else default_cache_dir()
             p.resources.text_encoder = TextEncoder(text.get("model") or None, cache_dir=cache)
         p.stats = ItemStats.from_arrays(res)
         for ch in p.channels:

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from recsage.component import TextEncoderLike, build_config, check_params
 from recsage.data.schema import Dataset
-from recsage.errors import ConfigError
 from recsage.types import QueryBatch, top_k
 
 
@@ -24,12 +24,14 @@ class Resources:
     """Shared by all channels and stages: item text vectors, popularity, the training data."""
 
     item_text_vectors: np.ndarray | None = None
-    text_encoder: Any = None
+    text_encoder: TextEncoderLike | None = None
     #: the validation split while fitting (for channels that early-stop on it)
     valid: Any = None
 
 
-def _exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+def exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n items per row of a (B, n_items) score matrix, history items and non-finite
+    scores excluded; empty slots are item -1 with score NaN."""
     eligible = np.ones(scores.shape, bool)
     eligible[batch.history.nonzero()] = False
     eligible &= np.isfinite(scores)
@@ -44,25 +46,18 @@ class Channel(ABC):
     kind: ClassVar[str]
     #: True for channels that read the live item vectors and so see items added after fit
     grows: ClassVar[bool] = False
+    #: the settings dataclass (None: the channel takes no parameters besides `n`)
+    Config: ClassVar[type[Any] | None] = None
 
     def __init__(self, name: str, *, n: int = 100, **params: Any) -> None:
         self.name = name
         self.n = int(n)
         self.n_items_fitted = 0
-        cfg_cls = getattr(self, "Config", None)
+        where = f"channel '{name}' ({self.kind})"
+        cfg_cls = type(self).Config
         if cfg_cls is None:
-            if params:
-                raise ConfigError(f"channel '{name}' ({self.kind}) takes no parameters {params}")
-            self.config: Any = None
-        else:
-            names = {f.name for f in dataclasses.fields(cfg_cls)}
-            bad = sorted(set(params) - names)
-            if bad:
-                raise ConfigError(
-                    f"channel '{name}' ({self.kind}): unknown parameter(s) {', '.join(bad)}; "
-                    f"valid: {', '.join(sorted(names))}"
-                )
-            self.config = cfg_cls(**params)
+            check_params(params, (), where=where)
+        self.config: Any = None if cfg_cls is None else build_config(cfg_cls, params, where=where)
 
     def spec(self) -> dict[str, Any]:
         """What the TOML spec says about this channel."""

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsage.data.schema import Dataset
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch
 
 
@@ -29,7 +29,7 @@ class CooccurrenceChannel(Channel):
         neighbors: int = 100
 
     def fit(self, data: Dataset, resources: Resources) -> None:
-        from recsage.models.baselines import _keep_top_per_row
+        from recsage.models.baselines import keep_top_per_row
 
         inter = data.interactions
         n_items = data.n_items
@@ -51,7 +51,7 @@ class CooccurrenceChannel(Channel):
         rr = np.repeat(np.arange(n_items), np.diff(co.indptr))
         d = deg[rr] * deg[co.indices]
         co.data = co.data / np.where(d > 0, d, 1.0)
-        self.graph = _keep_top_per_row(co.tocsr(), self.config.neighbors)
+        self.graph = keep_top_per_row(co.tocsr(), self.config.neighbors)
 
     def retrieve(self, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
@@ -65,7 +65,7 @@ class CooccurrenceChannel(Channel):
         h = sp.csr_matrix((w, (rows, cols)), shape=(len(recent), batch.n_items))
         scores = (h @ self.graph).toarray()
         scores[scores == 0] = -np.inf
-        return _exclude_top(scores, batch, n)
+        return exclude_top(scores, batch, n)
 
     def state(self) -> dict[str, np.ndarray]:
         g = self.graph

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsage.data.schema import Dataset
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch
 
 
@@ -31,7 +31,7 @@ class PopularityChannel(Channel):
 
     def retrieve(self, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.broadcast_to(self.counts, (len(batch), len(self.counts)))
-        return _exclude_top(np.array(scores), batch, n)
+        return exclude_top(np.array(scores), batch, n)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts}

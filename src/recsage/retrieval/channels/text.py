@@ -8,7 +8,7 @@ import numpy as np
 
 from recsage.data.schema import Dataset
 from recsage.errors import RecsageError
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch, history_matrix
 
 
@@ -36,7 +36,7 @@ class TextChannel(Channel):
         prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
         scores = prof @ vectors.T
         scores[np.asarray(h.sum(axis=1)).ravel() == 0] = -np.inf
-        return _exclude_top(scores.astype(np.float32), batch, n)
+        return exclude_top(scores.astype(np.float32), batch, n)
 
     def load_state(self, state: dict[str, np.ndarray], resources: Resources) -> None:
         self.fit(None, resources)  # type: ignore[arg-type]

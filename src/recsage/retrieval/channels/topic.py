@@ -8,7 +8,7 @@ import numpy as np
 
 from recsage.data.schema import Dataset
 from recsage.errors import RecsageError
-from recsage.retrieval.channels.base import Channel, Resources, _exclude_top
+from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch, history_matrix
 
 
@@ -63,7 +63,7 @@ class TopicChannel(Channel):
         profile = np.asarray(h @ self.item_topics) / counts
         scores = profile @ self.item_topics.T
         scores[np.asarray(h.sum(axis=1)).ravel() == 0] = -np.inf
-        return _exclude_top(scores.astype(np.float32), batch, n)
+        return exclude_top(scores.astype(np.float32), batch, n)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"item_topics": self.item_topics}

@@ -27,7 +27,7 @@ from recsage.errors import RecsageError
 from recsage.feedback.store import TRAINING_TYPES, Event, FeedbackStore
 from recsage.feedback.versions import ModelVersion, VersionRegistry
 from recsage.pipeline.pipeline import Pipeline
-from recsage.serving.runtime import _dedupe_updates, item_frame
+from recsage.serving.runtime import dedupe_updates, item_frame
 from recsage.serving.settings import Settings
 from recsage.types import QueryBatch
 
@@ -58,7 +58,7 @@ def base_pipeline(version: ModelVersion, store: FeedbackStore) -> tuple[Pipeline
     pipe = Pipeline.load(version.pipeline_dir)
     updates = store.read_items(after_seq=version.items_through)
     if updates:
-        pipe.add_items(item_frame(pipe, _dedupe_updates([u.fields for u in updates])))
+        pipe.add_items(item_frame(pipe, dedupe_updates([u.fields for u in updates])))
         return pipe, updates[-1].seq
     return pipe, version.items_through
 

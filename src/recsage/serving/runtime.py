@@ -147,7 +147,7 @@ def item_frame(pipe: Pipeline, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _dedupe_updates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def dedupe_updates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge several updates of one item (later fields win), keeping first-seen order."""
     merged: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -324,7 +324,7 @@ class Runtime:
         return new, applied
 
     def _apply_items(self, sm: ServedModel, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        rows = _dedupe_updates(rows)
+        rows = dedupe_updates(rows)
         with sm.lock.write():
             frame = item_frame(sm.pipeline, rows)
             return sm.pipeline.add_items(frame)
@@ -333,7 +333,7 @@ class Runtime:
         """Store item updates durably, then add them to the served catalogue."""
         with self.ingest_lock:
             sm = self.served()
-            item_frame(sm.pipeline, _dedupe_updates(rows))  # fails before anything is stored
+            item_frame(sm.pipeline, dedupe_updates(rows))  # fails before anything is stored
             seq = self.store.append_items(rows)
             added, updated = self._apply_items(sm, rows)
             sm.items_applied = max(sm.items_applied, seq)

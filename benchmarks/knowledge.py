@@ -42,13 +42,10 @@ from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
 from recsage.evaluation.pipeline import evaluate_pipeline
-from recsage.knowledge.channel import KGChannel
 from recsage.knowledge.graph import load_lastfm_kg
 from recsage.pipeline.pipeline import Pipeline
-from recsage.retrieval.channels.registry import CHANNELS, create_channel
+from recsage.retrieval.channels.registry import create_channel
 from recsage.types import QueryBatch
-
-CHANNELS.setdefault(KGChannel.kind, KGChannel)  # until recsage.pipeline registers it
 
 KG_CHANNEL = {"name": "kg", "kind": "kg", "n": 50, "graph": "auto", "epochs": 20, "dim": 64}
 STAGES = [

@@ -41,10 +41,7 @@ from recsage.data.splits import Split, leave_one_out
 from recsage.evaluation import evaluate
 from recsage.llm.cross_encoder import CrossEncoderRanker, CrossEncoderStage, train_cross_encoder
 from recsage.pipeline.pipeline import Pipeline
-from recsage.ranking.stages.registry import STAGES
 from recsage.types import Query, QueryBatch
-
-STAGES.setdefault(CrossEncoderStage.kind, CrossEncoderStage)  # until recsage.pipeline does
 
 WEIGHTS = tuple(round(float(w), 1) for w in np.linspace(0.0, 1.0, 11))
 

@@ -70,7 +70,7 @@ ItemsOpt = Annotated[
 ]
 
 
-def _load(
+def load_data(
     spec: str,
     *,
     user_col: str = "user_id",
@@ -110,7 +110,7 @@ def _progress() -> Progress:
     )
 
 
-def _run(dataset: Any, models: list[str], split: str, params: list[str], sampled: int | None):
+def run_models(dataset: Any, models: list[str], split: str, params: list[str], sampled: int | None):
     from recsage.evaluation.runner import make_split, parse_params, run_models
 
     parsed = parse_params(params)
@@ -131,7 +131,7 @@ def _run(dataset: Any, models: list[str], split: str, params: list[str], sampled
     return sp_, results
 
 
-def _model_list(models: str) -> list[str]:
+def model_list(models: str) -> list[str]:
     from recsage.models.registry import model_names
 
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -144,5 +144,5 @@ def _model_list(models: str) -> list[str]:
     return names
 
 
-def _display_titles(dataset: Any) -> np.ndarray:
+def display_titles(dataset: Any) -> np.ndarray:
     return np.asarray(dataset.item_titles(), dtype=object)

@@ -18,12 +18,12 @@ from recsage.cli.common import (
     TimeColOpt,
     UserColOpt,
     ValueColOpt,
-    _display_titles,
-    _load,
-    _model_list,
-    _run,
     app,
     console,
+    display_titles,
+    load_data,
+    model_list,
+    run_models,
 )
 from recsage.errors import ConfigError
 
@@ -39,12 +39,12 @@ def quickstart(
     from recsage.evaluation.report import rich_table, write_reports
 
     start = time.perf_counter()
-    ds = _load("ml-100k")
+    ds = load_data("ml-100k")
     console.print(
         f"[bold]MovieLens-100K[/bold] (GroupLens; bundled via the recbole wheel): "
         f"{ds.n_users:,} users, {ds.n_items:,} items, {len(ds.interactions):,} ratings"
     )
-    _split, results = _run(ds, BASELINES.split(","), "loo", [], None)
+    _split, results = run_models(ds, BASELINES.split(","), "loo", [], None)
     console.print(
         rich_table(results, title="Leave-one-out, full ranking over all items (ties count against)")
     )
@@ -60,7 +60,7 @@ def quickstart(
     with console.status("encoding item texts for search and chat (cached after the first run)…"):
         Pipeline.from_model(model, dataset=ds, text=True).save(out / "pipeline")
     u = ds.users.index_of(user, what="user")
-    titles = _display_titles(ds)
+    titles = display_titles(ds)
     seq = ds.sequences()[u]
     items, scores = model.recommend(np.array([u]), n=10)
     table = Table(title=f"User {user}: recent history and top-10 from {best}")
@@ -110,7 +110,7 @@ def evaluate(
     """Fit models (or a pipeline) and evaluate under full ranking (leave-one-out by default)."""
     from recsage.evaluation.report import rich_table, write_reports
 
-    ds = _load(
+    ds = load_data(
         dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
         items=items,
     )  # fmt: skip
@@ -131,8 +131,8 @@ def evaluate(
             paths = write_reports(results, out, dataset=ds.describe())
             console.print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
         return
-    names = _model_list(models)
-    sp_, results = _run(ds, names, split, param or [], sampled)
+    names = model_list(models)
+    sp_, results = run_models(ds, names, split, param or [], sampled)
     ranking = results[0].protocol["ranking"]
     console.print(rich_table(results, title=f"{ds.name}: {sp_.name}, {ranking} ranking"))
     for note in sp_.notes:
@@ -163,7 +163,7 @@ def train(
     from recsage.evaluation.runner import parse_params
     from recsage.models.registry import create_model
 
-    ds = _load(
+    ds = load_data(
         dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
         items=items,
     )  # fmt: skip
@@ -176,7 +176,7 @@ def train(
         pipe.save(out)
         console.print(f"saved pipeline {pipeline.name} to {out}")
         return
-    _model_list(model)
+    model_list(model)
     params = parse_params([f"{model}.{p}" for p in (param or [])]).get(model, {})
     with console.status(f"fitting {model} on {len(ds.interactions):,} interactions…"):
         m = create_model(model, **params).fit(ds)
@@ -230,7 +230,7 @@ def info(
     items: ItemsOpt = None,
 ) -> None:
     """Load a dataset, validate it and print its counts and load report."""
-    ds = _load(
+    ds = load_data(
         dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
         items=items,
     )  # fmt: skip

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from recsage.cli.common import DatasetOpt, _display_titles, _load, app, console, err_console
+from recsage.cli.common import DatasetOpt, app, console, display_titles, err_console, load_data
 from recsage.errors import ConfigError
 
 
@@ -52,11 +52,11 @@ def search(
         from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder, encode_dataset_items
 
-        ds = _load(dataset)
+        ds = load_data(dataset)
         encoder = TextEncoder(cache_dir=default_cache_dir())
         with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
             vectors = encode_dataset_items(encoder, ds)
-        titles, items_vocab, users_vocab = _display_titles(ds), ds.items, ds.users
+        titles, items_vocab, users_vocab = display_titles(ds), ds.items, ds.users
         seqs = ds.sequences() if user is not None else []
     history = None
     if user is not None:
@@ -115,7 +115,7 @@ def explain(
 
             ds, graph = load_lastfm_kg()
         else:
-            ds, graph = _load(name), None
+            ds, graph = load_data(name), None
         with console.status("building the knowledge graph…"):
             res = explain_command(user, item, dataset=ds, graph=graph, scorer=scorer)
     exp = res.explanation
@@ -165,7 +165,7 @@ def _chat_session(
             idx = pipe.items.lookup([r.item for r in recs])
             pipe_scores[idx] = -np.arange(len(recs), dtype=np.float64)
     else:
-        ds = _load(dataset)
+        ds = load_data(dataset)
         enc = KeywordEncoder() if encoder == "keywords" else None
         with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
             cat = Catalogue.from_dataset(ds, encoder=enc)
@@ -173,8 +173,7 @@ def _chat_session(
             history = ds.sequences()[ds.users.index_of(user, what="user")]
     if backend is not None:
         with console.status(f"loading {backend!r}…"):
-            if hasattr(backend, "load"):
-                backend.load()
+            backend.load()
     return ConversationSession(cat, backend=backend, history=history,
                                pipeline_scores=pipe_scores, n=n)  # fmt: skip
 

@@ -17,6 +17,13 @@ from recsage.errors import RecsageError
 _KEY_BYTES = 20  # sha1 digest
 
 
+def default_cache_dir() -> Path:
+    """Text-vector cache: `$RECSAGE_CACHE_DIR/embeddings`, else ~/.cache/recsage/embeddings."""
+    root = os.environ.get("RECSAGE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "recsage"
+    return base / "embeddings"
+
+
 def text_key(text: str) -> bytes:
     """Cache key of one model input (sha1 digest of its UTF-8 bytes)."""
     return hashlib.sha1(text.encode("utf-8")).digest()
@@ -136,10 +143,3 @@ class EmbeddingCache:
 def _split_keys(keys: np.ndarray) -> list[bytes]:
     blob = keys.tobytes()
     return [blob[i : i + _KEY_BYTES] for i in range(0, len(blob), _KEY_BYTES)]
-
-
-def default_cache_dir() -> Path:
-    """Item-vector cache: `$RECSAGE_CACHE_DIR/embeddings`, else ~/.cache/recsage/embeddings."""
-    root = os.environ.get("RECSAGE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "recsage"
-    return base / "embeddings"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,10 @@ from recsage.metrics import (
 from recsage.types import top_k
 
 
+@runtime_checkable
 class SupportsScore(Protocol):
+    """A fitted model (`Recommender`) scoring all items for dense user indices."""
+
     def score(self, users: np.ndarray, *, history: sp.csr_matrix | None = None) -> np.ndarray: ...
 
 
@@ -86,7 +89,7 @@ def evaluate(
     """
     if any(k < 1 for k in ks):
         raise ConfigError(f"cut-offs must be >= 1, got {ks}")
-    score_fn = model.score if hasattr(model, "score") else model
+    score_fn = model.score if isinstance(model, SupportsScore) else model
     model_name = str(name or getattr(model, "name", "model"))
     users = split.users
     n_items = split.n_items

@@ -11,6 +11,7 @@ only, give the channel a merge quota of 0 (`[merge] quotas = { kg = 0 }`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ from recsage.errors import RecsageError
 from recsage.knowledge.embeddings import TransE, TransEConfig, recency_profile
 from recsage.knowledge.graph import META_FILE, ItemKnowledgeGraph
 from recsage.models.base import Recommender
-from recsage.models.registry import register
 from recsage.retrieval.channels.base import Resources
 from recsage.retrieval.channels.model import ModelChannel
 
@@ -102,21 +102,21 @@ class KGModel(Recommender):
         prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
         return prof @ self.vectors.T
 
-    def score_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
+    def score_sequences(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """(B, n_items) cosine to the recent-history profile; -inf rows without a profile."""
         prof = self.user_vectors(sequences)
         scores = prof @ self.vectors.T
         scores[~np.any(prof != 0, axis=1)] = -np.inf
         return scores.astype(np.float32)
 
-    def user_vectors(self, sequences: list[np.ndarray]) -> np.ndarray:
+    def user_vectors(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """Recency-weighted, L2-normalised mean KG vector of each history."""
         return recency_profile(
             sequences, self.vectors, recent=self.config.recent, decay=self.config.decay
         )
 
-    @property
     def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) L2-normalised KG item vectors (zero rows: no triples)."""
         return self.vectors
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -131,9 +131,6 @@ class KGModel(Recommender):
         self.vectors = state["vectors"]
         self.graph = ItemKnowledgeGraph.from_parts(state, extra["graph"])
         self.losses = [float(x) for x in extra.get("losses", [])]
-
-
-register(KGModel)
 
 
 class KGChannel(ModelChannel):
@@ -162,7 +159,8 @@ class KGChannel(ModelChannel):
     @property
     def graph(self) -> ItemKnowledgeGraph | None:
         """The knowledge graph the channel's model was trained on (for explanations)."""
-        return getattr(getattr(self, "model", None), "graph", None)
+        model = getattr(self, "model", None)  # set by fit or load
+        return model.graph if isinstance(model, KGModel) else None
 
 
 __all__ = ["KGChannel", "KGModel", "KGModelConfig", "graph_for"]

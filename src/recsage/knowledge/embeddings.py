@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsage import __version__
+from recsage.component import resolve_config
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.knowledge.graph import ItemKnowledgeGraph
 
@@ -44,13 +46,7 @@ class TransE:
     """fit(graph) -> entity/relation vectors; `losses` holds the mean loss of every epoch."""
 
     def __init__(self, config: TransEConfig | None = None, **params: Any) -> None:
-        if config is not None and params:
-            raise ConfigError("pass either a TransEConfig or keyword parameters, not both")
-        names = {f.name for f in dataclasses.fields(TransEConfig)}
-        bad = sorted(set(params) - names)
-        if bad:
-            raise ConfigError(f"unknown TransE parameter(s) {bad}; valid: {sorted(names)}")
-        self.config = config or TransEConfig(**params)
+        self.config = resolve_config(TransEConfig, config, params, where="TransE")
         if self.config.dim < 1 or self.config.epochs < 0 or self.config.p_norm not in (1, 2):
             raise ConfigError("TransE needs dim >= 1, epochs >= 0 and p_norm in (1, 2)")
         self.entity_vectors = np.zeros((0, self.config.dim), np.float32)
@@ -186,7 +182,7 @@ class TransE:
 
 
 def recency_profile(
-    sequences: list[np.ndarray], vectors: np.ndarray, *, recent: int, decay: float
+    sequences: Sequence[np.ndarray], vectors: np.ndarray, *, recent: int, decay: float
 ) -> np.ndarray:
     """(B, dim) L2-normalised weighted mean of the last `recent` items' vectors
     (weight decay**steps_back); zero rows where no history item has a vector."""

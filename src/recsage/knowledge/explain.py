@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from recsage.data.schema import Dataset
 from recsage.errors import RecsageError
 from recsage.knowledge.graph import ATTRIBUTE, EXTERNAL, ItemKnowledgeGraph, KGPath
+from recsage.models.base import SupportsItemWeights
 
 #: (history item indices, candidate item) -> one weight per history item (higher = more)
 ItemScorer = Callable[[np.ndarray, int], np.ndarray]
@@ -136,9 +137,9 @@ def matrix_scorer(weights: np.ndarray | sp.spmatrix) -> ItemScorer:
 
 def model_scorer(model: Any) -> ItemScorer | None:
     """The item-item weights of a fitted model when it has them (EASE, item-kNN)."""
-    for attr in ("weights", "sim"):
-        w = getattr(model, attr, None)
-        if w is not None and getattr(w, "shape", (0, 0))[0] == w.shape[1]:
+    if isinstance(model, SupportsItemWeights):
+        w = model.item_weights()
+        if w.shape[0] == w.shape[1]:
             return matrix_scorer(w)
     return None
 
@@ -441,13 +442,14 @@ def explain_command(
         u = users.index_of(user, what="user")
         i = items.index_of(item, what="item")
         history = pipeline.sequences[u]
+        from recsage.knowledge.channel import KGChannel
+        from recsage.retrieval.channels.model import ModelChannel
+
         for ch in pipeline.channels:
-            g = getattr(ch, "graph", None)
-            if graph is None and isinstance(g, ItemKnowledgeGraph):
-                graph = g
-            m = getattr(ch, "model", None)
-            if model is None and m is not None and getattr(m, "name", "") == "ease":
-                model = m
+            if graph is None and isinstance(ch, KGChannel) and ch.graph is not None:
+                graph = ch.graph
+            if model is None and isinstance(ch, ModelChannel) and ch.model.name == "ease":
+                model = ch.model
         vectors = pipeline.resources.item_text_vectors
         from recsage.types import Query
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsage import __version__
+from recsage.component import resolve_config
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.ranking.stages.base import Stage, StageContext
 from recsage.types import CandidateBatch
@@ -138,13 +139,7 @@ class CrossEncoderRanker:
         tokenizer: Any = None,
         **params: Any,
     ) -> None:
-        if config is not None and params:
-            raise ConfigError("pass either a CrossEncoderConfig or keyword parameters")
-        names = {f.name for f in dataclasses.fields(CrossEncoderConfig)}
-        bad = sorted(set(params) - names)
-        if bad:
-            raise ConfigError(f"unknown cross-encoder parameter(s) {bad}; valid: {sorted(names)}")
-        self.config = config or CrossEncoderConfig(**params)
+        self.config = resolve_config(CrossEncoderConfig, config, params, where="cross-encoder")
         if self.config.loss not in ("listwise", "pointwise"):
             raise ConfigError(f"loss must be 'listwise' or 'pointwise', not {self.config.loss!r}")
         self.model = model

@@ -354,7 +354,7 @@ class LLMRerankStage(Stage):
     """Pipeline stage (kind "llm"): LLM re-rank of the top `top_k`, blended with weight w.
 
     Needs item texts: call `set_catalogue(texts)` after the pipeline is fitted or loaded
-    (or give the StageContext an `item_texts` attribute). Items beyond `top_k` keep their
+    (or set the StageContext's `item_texts`). Items beyond `top_k` keep their
     upstream order below the re-ranked head.
     """
 
@@ -412,7 +412,7 @@ class LLMRerankStage(Stage):
         return self._backend
 
     def _texts(self, ctx: StageContext) -> Sequence[str]:
-        texts = getattr(ctx, "item_texts", None) or self.item_texts
+        texts = ctx.item_texts or self.item_texts
         if texts is None:
             raise ConfigError(
                 f"stage '{self.name}' (llm) has no item texts: call stage.set_catalogue("

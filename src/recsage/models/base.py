@@ -10,46 +10,60 @@ import dataclasses
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 
 from recsage import __version__
+from recsage.component import build_config, resolve_config
 from recsage.data.schema import Dataset
 from recsage.data.vocab import Vocabulary
-from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.errors import ArtifactError, RecsageError
 
 T = TypeVar("T", bound="Recommender")
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
 
 
-def config_from_dict(cls: type[Any], params: dict[str, Any]) -> Any:
-    """Build a config dataclass, rejecting unknown keys with the list of valid ones."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
-            f"valid: {', '.join(sorted(names))}"
-        )
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
-    converted = {}
-    for key, value in params.items():
-        t = str(types[key])
-        try:
-            if t in ("int", "'int'") and not isinstance(value, int):
-                value = int(value)
-            elif t in ("float", "'float'") and not isinstance(value, float):
-                value = float(value)
-            elif t in ("bool", "'bool'") and isinstance(value, str):
-                value = value.lower() in ("1", "true", "yes")
-        except ValueError as exc:
-            raise ConfigError(f"parameter {key}={value!r}: expected {t}") from exc
-        converted[key] = value
-    return cls(**converted)
+# ---- capabilities beyond `Recommender` (checked with isinstance, never attribute sniffing) --
+@runtime_checkable
+class SupportsItemVectors(Protocol):
+    """Scores are dot products of a user vector with these (n_items, dim) item vectors, so
+    retrieval can run as an ANN search over them (ALS, SASRec, two-tower, KG)."""
+
+    def item_vectors(self) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SupportsUserVectors(Protocol):
+    """Query vectors, (B, dim), for ordered item-index histories (oldest first)."""
+
+    def user_vectors(self, sequences: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SupportsFoldIn(Protocol):
+    """Query vectors, (B, dim), folded in from CSR history rows (ALS)."""
+
+    def fold_in(self, history: sp.csr_matrix) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SupportsSequenceScores(Protocol):
+    """(B, n_items) scores for ordered item-index histories (sequence models)."""
+
+    def score_sequences(self, sequences: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SupportsItemWeights(Protocol):
+    """An (n_items, n_items) item-to-item weight matrix, dense or CSR, with
+    score(u, j) = sum over history items i of W[i, j] (EASE, item-kNN)."""
+
+    def item_weights(self) -> np.ndarray | sp.csr_matrix: ...
 
 
 class Recommender(ABC):
@@ -63,11 +77,12 @@ class Recommender(ABC):
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type[Any]]
+    #: keyword options `fit` takes besides the dataset; "valid" (a validation `Split` for
+    #: early stopping) and "item_text_vectors" are passed by the pipeline's model channel
+    fit_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any | None = None, **params: Any) -> None:
-        if config is not None and params:
-            raise ConfigError("pass either a config object or keyword parameters, not both")
-        self.config = config if config is not None else config_from_dict(self.config_cls, params)
+        self.config = resolve_config(self.config_cls, config, params, where=f"model '{self.name}'")
         self.n_users = 0
         self.n_items = 0
         self.train_matrix: sp.csr_matrix | None = None
@@ -184,7 +199,7 @@ class Recommender(ABC):
         klass = model_class(manifest["model"])
         if cls is not Recommender and not issubclass(klass, cls):
             raise ArtifactError(f"{path} holds a '{manifest['model']}' model, not {cls.name}")
-        model = klass(config_from_dict(klass.config_cls, manifest["config"]))
+        model = klass(build_config(klass.config_cls, manifest["config"], where=f"{mpath} config"))
         tensors = load_file(str(path / STATE))
         model.n_users, model.n_items = int(manifest["n_users"]), int(manifest["n_items"])
         indptr, indices = tensors.pop("train.indptr"), tensors.pop("train.indices")

@@ -68,7 +68,11 @@ class ItemKNN(Recommender):
         if self.config.shrink > 0:
             sim *= co.data / (co.data + self.config.shrink)
         simm = sp.csr_matrix((sim.astype(np.float32), co.indices, co.indptr), shape=co.shape)
-        self.sim = _keep_top_per_row(simm, self.config.neighbors)
+        self.sim = keep_top_per_row(simm, self.config.neighbors)
+
+    def item_weights(self) -> sp.csr_matrix:
+        """The kept neighbour similarities (row = "from" item)."""
+        return self.sim
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix, *, given: bool) -> np.ndarray:
         # sim rows are "from" items: history @ sim sums the neighbours of each history item
@@ -88,7 +92,7 @@ class ItemKNN(Recommender):
         )
 
 
-def _keep_top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+def keep_top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the k largest entries of each row (vectorized over rows with enough entries)."""
     counts = np.diff(m.indptr)
     if counts.max(initial=0) <= k:
@@ -138,6 +142,10 @@ class EASE(Recommender):
         b[np.diag_indices_from(b)] = 0.0
         self.weights = b.astype(np.float32)
         self.recency = data.recency_matrix(self.config.half_life) if self.config.half_life else None
+
+    def item_weights(self) -> np.ndarray:
+        """The closed-form item-item weights B (zero diagonal)."""
+        return self.weights
 
     def _score(self, users: np.ndarray, history: sp.csr_matrix, *, given: bool) -> np.ndarray:
         if not given and self.recency is not None:
@@ -195,6 +203,10 @@ class ALS(Recommender):
             model.fit(matrix.astype(np.float32), show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """Item factors (n_items, factors): score = user factors · item factors."""
+        return self.item_factors
 
     def fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """User factors solving the ALS least-squares step for the given histories."""

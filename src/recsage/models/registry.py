@@ -1,48 +1,42 @@
-"""Model registry: names used on the command line and in manifests -> classes."""
+"""Model registry: names used on the command line and in manifests -> classes.
+
+Built-in models are lazy ``"module:attr"`` entries, so torch-using ones (SASRec, two-tower,
+the KG model) load on first use and `import recsage` stays light. A separate package adds
+a model through the ``recsage.models`` entry-point group.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from recsage.errors import ConfigError
+from recsage.component import Registry
 from recsage.models.base import Recommender
-from recsage.models.baselines import ALS, EASE, ItemKNN, Popularity
 
-MODELS: dict[str, type[Recommender]] = {cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS)}
-#: models whose modules import torch: loaded on first use so `import recsage` stays light
-LAZY: dict[str, str] = {
-    "sasrec": "recsage.models.sasrec",
-    "two_tower": "recsage.models.two_tower",
-}
+MODELS: Registry[Recommender] = Registry("model", base=Recommender)
+MODELS.register("pop", "recsage.models.baselines:Popularity")
+MODELS.register("itemknn", "recsage.models.baselines:ItemKNN")
+MODELS.register("ease", "recsage.models.baselines:EASE")
+MODELS.register("als", "recsage.models.baselines:ALS")
+MODELS.register("sasrec", "recsage.models.sasrec.model:SASRec")
+MODELS.register("two_tower", "recsage.models.two_tower.model:TwoTower")
+MODELS.register("kg", "recsage.knowledge.channel:KGModel")
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
-    """Add a model class under its `name` (used by later model modules)."""
-    MODELS[cls.name] = cls
-    return cls
+    """Add a model class under its `name` (a class decorator for model modules)."""
+    return MODELS.register(cls.name, cls)
 
 
 def model_class(name: str) -> type[Recommender]:
     """The class registered under `name`, or a clear error listing the known ones."""
-    if name not in MODELS and name in LAZY:
-        import importlib
-
-        module = importlib.import_module(LAZY[name])
-        for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Recommender) and obj.name == name:
-                MODELS[name] = obj
-    try:
-        return MODELS[name]
-    except KeyError:
-        known = ", ".join(sorted(set(MODELS) | set(LAZY)))
-        raise ConfigError(f"unknown model '{name}'; known: {known}") from None
+    return MODELS.get(name)
 
 
 def model_names() -> list[str]:
     """Every model name the registry can create (including lazily imported ones)."""
-    return sorted(set(MODELS) | set(LAZY))
+    return MODELS.names()
 
 
 def create_model(name: str, **params: Any) -> Recommender:
     """Instantiate a registered model with keyword hyperparameters."""
-    return model_class(name)(**params)
+    return MODELS.create(name, **params)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsage import __version__
+from recsage.component import SupportsCatalogue
 from recsage.data.schema import Dataset, display_titles
 from recsage.data.splits import Split, leave_one_out
 from recsage.data.vocab import Vocabulary
@@ -178,7 +179,7 @@ class Pipeline:
 
     def _sync_stage_catalogue(self) -> None:
         """Give stages that read item text (LLM re-rank) the current catalogue."""
-        setters = [s for s in self.stages if hasattr(s, "set_catalogue")]
+        setters = [s for s in self.stages if isinstance(s, SupportsCatalogue)]
         if not setters or self.item_table is None:
             return
         from recsage.llm.rerank import catalogue_texts
@@ -714,11 +715,12 @@ class Pipeline:
                 ch.model.save(d / "model")
         for st in self.stages:
             st.save(path / "stages" / st.name)
+        encoder = self.resources.text_encoder
         manifest = {
             "format": "recsage-pipeline/1",
             "package_version": __version__,
             "data_fingerprint": self.data_fingerprint,
-            "encoder_fingerprint": getattr(self.resources.text_encoder, "fingerprint", None),
+            "encoder_fingerprint": None if encoder is None else encoder.fingerprint,
             "users": self.users.ids.tolist(),
             "items": self.items.ids.tolist(),
             "fit_seconds": self.fit_seconds,

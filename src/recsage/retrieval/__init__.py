@@ -6,7 +6,7 @@ FAISS is imported only when a FAISS index is built or loaded.
 from __future__ import annotations
 
 from recsage.retrieval.index import (
-    INDEX_KINDS,
+    INDEXES,
     ExactIndex,
     FaissFlatIndex,
     FaissHNSWIndex,
@@ -18,7 +18,7 @@ from recsage.retrieval.index import (
 )
 
 __all__ = [
-    "INDEX_KINDS",
+    "INDEXES",
     "ExactIndex",
     "FaissFlatIndex",
     "FaissHNSWIndex",

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsage import __version__
+from recsage.component import Registry
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 
 FORMAT = "recsage.vector_index"
@@ -258,9 +259,10 @@ class VectorIndex(ABC):
                 f"recsage supports ({FORMAT_VERSION}); upgrade recsage"
             )
         kind = manifest.get("kind")
-        klass = INDEX_KINDS.get(str(kind))
-        if klass is None:
-            raise ArtifactError(f"{path}: unknown index kind {kind!r}")
+        try:
+            klass = INDEXES.get(str(kind))
+        except ConfigError as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
         if cls is not VectorIndex and klass is not cls:
             raise ArtifactError(f"{folder} holds a '{kind}' index, not '{cls.kind}'")
         index = klass(**manifest["params"])
@@ -642,19 +644,19 @@ class FaissIVFPQIndex(_FaissIndex):
         return scores, ids.astype(np.int64)
 
 
-INDEX_KINDS: dict[str, type[VectorIndex]] = {
-    "exact": ExactIndex,
-    "flat": FaissFlatIndex,
-    "hnsw": FaissHNSWIndex,
-    "ivfpq": FaissIVFPQIndex,
-}
+#: index kinds by name; a separate package adds one through the ``recsage.indexes`` group
+INDEXES: Registry[VectorIndex] = Registry(
+    "index", base=VectorIndex, group="recsage.indexes", noun="index kind"
+)
+INDEXES.register("exact", ExactIndex)
+INDEXES.register("flat", FaissFlatIndex)
+INDEXES.register("hnsw", FaissHNSWIndex)
+INDEXES.register("ivfpq", FaissIVFPQIndex)
 
 
 def make_index(kind: str, **params: Any) -> VectorIndex:
-    """Create an empty index by kind: "exact", "flat", "hnsw" or "ivfpq"."""
-    cls = INDEX_KINDS.get(kind.lower())
-    if cls is None:
-        raise ConfigError(f"unknown index kind {kind!r}; choose one of {sorted(INDEX_KINDS)}")
+    """Create an empty index by kind: "exact", "flat", "hnsw", "ivfpq" (or a plugin's)."""
+    cls = INDEXES.get(kind.lower())
     try:
         return cls(**params)
     except TypeError as exc:

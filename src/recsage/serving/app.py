@@ -16,10 +16,10 @@ from recsage.feedback.store import FeedbackStore
 from recsage.serving.middleware import (
     Metrics,
     ServiceMiddleware,
-    _api_error,
-    _http_error,
-    _recsage_error,
-    _validation_error,
+    api_error,
+    http_error,
+    recsage_error,
+    validation_error,
 )
 from recsage.serving.routes import ROUTERS
 from recsage.serving.runtime import Runtime
@@ -64,10 +64,10 @@ def create_app(settings: Settings | None = None, *, store: FeedbackStore | None 
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(ui_router())  # the web page at /ui
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(RecsageError, _recsage_error)
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RecsageError, recsage_error)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,  # type: ignore[arg-type]

@@ -124,14 +124,14 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+async def api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(
         exc.status, exc.code, exc.message, request_id=request_id_of(request), headers=exc.headers
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = STATUS_CODES.get(exc.status_code, "error")
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
@@ -146,7 +146,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         {"loc": _loc(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
@@ -162,7 +162,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _recsage_error(request: Request, exc: Exception) -> JSONResponse:
+async def recsage_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, StoreError):
         log.error("store error: %s", exc)
         return error_response(

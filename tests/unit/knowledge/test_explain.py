@@ -123,14 +123,12 @@ def test_explain_cli_on_bundled_movielens() -> None:
     assert bad.exit_code != 0
 
 
-def test_explain_a_saved_pipeline_with_a_kg_channel(movies, tmp_path, monkeypatch) -> None:
+def test_explain_a_saved_pipeline_with_a_kg_channel(movies, tmp_path) -> None:
     from recsage.cli.common import app
     from recsage.knowledge.channel import KGChannel
     from recsage.knowledge.explain import explain_command
     from recsage.pipeline.pipeline import Pipeline
-    from recsage.retrieval.channels.registry import CHANNELS
 
-    monkeypatch.setitem(CHANNELS, "kg", KGChannel)
     spec = {
         "text": {"enabled": False},
         "channels": [
@@ -143,7 +141,9 @@ def test_explain_a_saved_pipeline_with_a_kg_channel(movies, tmp_path, monkeypatc
     pipe = Pipeline(spec).fit(movies)
     res = explain_command("u1", "c", pipeline=pipe)  # u1 saw Alien, Aliens, Toy Story
     exp = res.explanation
-    assert exp.title == "Alien 3 (1992)" and exp.sources and set(exp.sources) <= {"ease", "kg", "pop"}
+    assert (
+        exp.title == "Alien 3 (1992)" and exp.sources and set(exp.sources) <= {"ease", "kg", "pop"}
+    )
     assert exp.scorer == "EASE" and res.faithful == []
     assert ("genre", "Sci-Fi") in {(a.kind, a.value) for a in exp.attributes}
     pipe.save(tmp_path / "p")

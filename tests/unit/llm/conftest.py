@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recsage.llm.backends.base import Completion, LLMBackend, Request, _run_with_timeout
+from recsage.llm.backends.base import Completion, LLMBackend, Request, run_with_timeout
 
 
 class FakeBackend(LLMBackend):
@@ -57,7 +57,7 @@ class FakeBackend(LLMBackend):
                 self.in_flight -= 1
 
     def _call(self, request: Request, timeout: float) -> Completion:
-        return _run_with_timeout(lambda: self._answer(request), timeout)
+        return run_with_timeout(lambda: self._answer(request), timeout)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from recsage.errors import ConfigError, RecsageError
 
@@ -219,7 +219,7 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "recsage") / "llm"
 
 
-def _run_with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
+def run_with_timeout(fn: Callable[[], T], timeout: float | None) -> T:
     """Run `fn` in a worker thread and give up waiting after `timeout` seconds.
 
     In-process model calls cannot be interrupted: on timeout the worker finishes in the
@@ -286,6 +286,11 @@ class LLMBackend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model_id!r})"
+
+    def load(self) -> Self:
+        """Load the model now instead of on the first call (remote and lazily loading
+        backends have nothing to do)."""
+        return self
 
     def complete(
         self,

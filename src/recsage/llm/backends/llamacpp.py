@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from recsage.errors import ConfigError, RecsageError
 from recsage.llm.backends.base import (
@@ -14,7 +14,7 @@ from recsage.llm.backends.base import (
     LLMError,
     Request,
     TransientLLMError,
-    _run_with_timeout,
+    run_with_timeout,
 )
 from recsage.llm.backends.openai import chat_body, parse_chat_response
 
@@ -123,7 +123,7 @@ class LlamaCppBackend(LLMBackend):
                 self._id = f"gguf:{self.path.name}:{st.st_size}:{int(st.st_mtime)}"
         return self._id
 
-    def load(self) -> LlamaCppBackend:
+    def load(self) -> Self:
         """Load the model now (otherwise the first call does)."""
         _llama_server(self.path, self.n_ctx, self.threads, self.parallel)
         return self
@@ -131,7 +131,7 @@ class LlamaCppBackend(LLMBackend):
     def _call(self, request: Request, timeout: float) -> Completion:
         server = _llama_server(self.path, self.n_ctx, self.threads, self.parallel)
         body = chat_body(request)
-        data = _run_with_timeout(lambda: server.handle_chat_completions(body), timeout)
+        data = run_with_timeout(lambda: server.handle_chat_completions(body), timeout)
         if not isinstance(data, dict):
             raise LLMError(f"llama.cpp returned {type(data).__name__}, expected a JSON object")
         if "error" in data:

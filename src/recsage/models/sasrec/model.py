@@ -55,10 +55,10 @@ class SASRec(Recommender):
 
     name = "sasrec"
     config_cls = SASRecConfig
+    fit_options = frozenset({"valid", "item_text_vectors", "checkpoint_dir", "init_from"})
 
     def __init__(self, config: SASRecConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.config.validate()
+        super().__init__(config, **params)  # builds and validates the config
         self.net: SASRecNet | None = None
         self.text_vectors: np.ndarray | None = None
         self.sequences: list[np.ndarray] = []

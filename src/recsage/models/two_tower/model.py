@@ -52,10 +52,12 @@ class TwoTower(Recommender):
 
     name = "two_tower"
     config_cls = TwoTowerConfig
+    fit_options = frozenset(
+        {"valid", "item_text_vectors", "user_text_vectors", "extra_item_vectors", "extra_item_mask"}
+    )
 
     def __init__(self, config: TwoTowerConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.config.validate()
+        super().__init__(config, **params)  # builds and validates the config
         self.net: TwoTowerNet | None = None
         self.features: _ItemFeatures | None = None
         self.category_names: list[str] = []

@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Self, cast
 import numpy as np
 
 from recsage import __version__
-from recsage.errors import ArtifactError, ConfigError, DataError, RecsageError
-from recsage.models.base import config_from_dict
+from recsage.component import build_config, resolve_config
+from recsage.errors import ArtifactError, DataError, RecsageError
 from recsage.ranking.learners.data import FeatureSchema, RankingData
 from recsage.ranking.losses import (
     grouped_ndcg,
@@ -34,7 +34,9 @@ OBJECTIVES = ("pointwise", "pairwise", "listwise")
 PAIRWISE_LOSSES = ("bpr", "ranknet", "lambda")
 
 
-_PREDICT_ROWS = 8192
+#: rows scored per forward pass when predicting
+PREDICT_ROWS = 8192
+_PREDICT_ROWS = PREDICT_ROWS  # old name, still imported by learners/torch.py (being rewritten)
 
 
 class Ranker(ABC):
@@ -44,10 +46,7 @@ class Ranker(ABC):
     config_cls: ClassVar[type[Any]]
 
     def __init__(self, config: Any | None = None, **params: Any) -> None:
-        if config is not None and params:
-            raise ConfigError("pass either a config object or keyword parameters, not both")
-        self.config = config if config is not None else config_from_dict(self.config_cls, params)
-        self.config.validate()
+        self.config = resolve_config(self.config_cls, config, params, where=f"ranker '{self.name}'")
         self.schema: FeatureSchema | None = None
         self.mean = np.zeros(0, dtype=np.float32)
         self.std = np.ones(0, dtype=np.float32)
@@ -143,12 +142,12 @@ class Ranker(ABC):
             raise ArtifactError(f"{mpath}: unreadable manifest ({exc})") from exc
         if manifest.get("format") != FORMAT:
             raise ArtifactError(f"{mpath}: unsupported format {manifest.get('format')!r}")
-        from recsage.ranking.learners.registry import ranker_class
+        from recsage.ranking.learners.registry import RANKERS
 
-        klass = ranker_class(manifest["ranker"])
+        klass = RANKERS.get(manifest["ranker"])
         if cls is not Ranker and not issubclass(klass, cls):
             raise ArtifactError(f"{path} holds a '{manifest['ranker']}' ranker, not {cls.name}")
-        model = klass(config_from_dict(klass.config_cls, manifest["config"]))
+        model = klass(build_config(klass.config_cls, manifest["config"], where=f"{mpath} config"))
         feats = dict(manifest["features"])
         feats["cardinalities"] = tuple(feats["cardinalities"])
         model.schema = FeatureSchema(**feats)

@@ -1,27 +1,29 @@
-"""Ranker names -> classes."""
+"""Ranker names -> classes: one lazy ``"module:attr"`` line per ranker.
+
+Torch rankers load on first use; a separate package adds one through the
+``recsage.rankers`` entry-point group.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from recsage.errors import ConfigError
+from recsage.component import Registry
 from recsage.ranking.learners.base import Ranker
-from recsage.ranking.learners.lgbm import LGBMRanker
-from recsage.ranking.learners.torch import DeepFMRanker, DINRanker, FMRanker, NFMRanker
 
-RANKERS: dict[str, type[Ranker]] = {
-    cls.name: cls for cls in (FMRanker, NFMRanker, DeepFMRanker, DINRanker, LGBMRanker)
-}
+RANKERS: Registry[Ranker] = Registry("ranker", base=Ranker)
+RANKERS.register("fm", "recsage.ranking.learners.torch:FMRanker")
+RANKERS.register("nfm", "recsage.ranking.learners.torch:NFMRanker")
+RANKERS.register("deepfm", "recsage.ranking.learners.torch:DeepFMRanker")
+RANKERS.register("din", "recsage.ranking.learners.torch:DINRanker")
+RANKERS.register("lgbm", "recsage.ranking.learners.lgbm:LGBMRanker")
 
 
 def ranker_class(name: str) -> type[Ranker]:
     """The ranker class registered under `name`, or a clear error listing the known ones."""
-    try:
-        return RANKERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown ranker '{name}'; known: {', '.join(sorted(RANKERS))}") from None
+    return RANKERS.get(name)
 
 
 def create_ranker(name: str, **params: Any) -> Ranker:
     """Instantiate a registered ranker with keyword hyper-parameters."""
-    return ranker_class(name)(**params)
+    return RANKERS.create(name, **params)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from recsage.component import build_config, check_params
 from recsage.errors import ConfigError
 from recsage.types import CandidateBatch
 
@@ -23,6 +25,7 @@ class StageContext:
     item_vectors: np.ndarray | None = None  # for diversity
     item_category: np.ndarray | None = None  # (I,) category code for caps
     histories: np.ndarray | None = None  # (B, L) last items, -1 padded, for target attention
+    item_texts: Sequence[str] | None = None  # item descriptions, for stages that read text
     min_keep: int = 0  # the request's n: no stage cuts the list below it
 
 
@@ -31,21 +34,19 @@ class Stage(ABC):
 
     kind: ClassVar[str]
     needs_features: ClassVar[bool] = False
+    #: the settings dataclass (None: the stage takes no parameters besides `keep`)
+    Config: ClassVar[type[Any] | None] = None
 
     def __init__(self, name: str, *, keep: int = 100, **params: Any) -> None:
         self.name = name
         self.keep = int(keep)
         if self.keep < 1:
             raise ConfigError(f"stage '{name}': keep must be >= 1")
-        cfg_cls = getattr(self, "Config", None)
-        names = {f.name for f in dataclasses.fields(cfg_cls)} if cfg_cls else set()
-        bad = sorted(set(params) - names)
-        if bad:
-            raise ConfigError(
-                f"stage '{name}' ({self.kind}): unknown parameter(s) {', '.join(bad)}; "
-                f"valid: {', '.join(sorted(names)) or 'none'}"
-            )
-        self.config: Any = cfg_cls(**params) if cfg_cls else None
+        where = f"stage '{name}' ({self.kind})"
+        cfg_cls = type(self).Config
+        if cfg_cls is None:
+            check_params(params, (), where=where)
+        self.config: Any = None if cfg_cls is None else build_config(cfg_cls, params, where=where)
 
     def spec(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "keep": self.keep}
@@ -74,7 +75,8 @@ class Stage(ABC):
         """Restore learned state."""
 
 
-def _last_score_column(cands: CandidateBatch) -> str:
+def last_score_column(cands: CandidateBatch) -> str:
+    """Name of the latest score column (rank columns skipped), for stages that re-order it."""
     names = [k for k in cands.scores if not k.endswith("_rank")]
     if not names:
         raise ConfigError("mmr stage needs an earlier score column")

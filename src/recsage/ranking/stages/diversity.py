@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsage.ranking.stages.base import Stage, StageContext, _last_score_column
+from recsage.ranking.stages.base import Stage, StageContext, last_score_column
 from recsage.types import CandidateBatch
 
 
@@ -31,7 +31,7 @@ class MMRStage(Stage):
 
     def apply(self, cands: CandidateBatch, ctx: StageContext) -> CandidateBatch:
         b, n = cands.shape
-        col = self.config.column or _last_score_column(cands)
+        col = self.config.column or last_score_column(cands)
         rel = np.where(cands.valid, cands.scores[col], np.nan).astype(np.float64)
         finite = np.isfinite(rel)
         lo = np.where(finite, rel, np.inf).min(axis=1, initial=np.inf)

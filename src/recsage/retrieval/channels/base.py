@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from recsage.component import TextEncoderLike, build_config, check_params
 from recsage.data.schema import Dataset
-from recsage.errors import ConfigError
 from recsage.types import QueryBatch, top_k
 
 
@@ -24,7 +24,7 @@ class Resources:
     """Shared by all channels and stages: item text vectors, popularity, the training data."""
 
     item_text_vectors: np.ndarray | None = None
-    text_encoder: Any = None
+    text_encoder: TextEncoderLike | None = None
     #: the validation split while fitting (for channels that early-stop on it)
     valid: Any = None
 
@@ -56,25 +56,18 @@ class Channel(ABC):
     reason: ClassVar[str] = "found by the {name} channel"
     #: True for channels that read the live item vectors and so see items added after fit
     grows: ClassVar[bool] = False
+    #: the settings dataclass (None: the channel takes no parameters besides `n`)
+    Config: ClassVar[type[Any] | None] = None
 
     def __init__(self, name: str, *, n: int = 100, **params: Any) -> None:
         self.name = name
         self.n = int(n)
         self.n_items_fitted = 0
-        cfg_cls = getattr(self, "Config", None)
+        where = f"channel '{name}' ({self.kind})"
+        cfg_cls = type(self).Config
         if cfg_cls is None:
-            if params:
-                raise ConfigError(f"channel '{name}' ({self.kind}) takes no parameters {params}")
-            self.config: Any = None
-        else:
-            names = {f.name for f in dataclasses.fields(cfg_cls)}
-            bad = sorted(set(params) - names)
-            if bad:
-                raise ConfigError(
-                    f"channel '{name}' ({self.kind}): unknown parameter(s) {', '.join(bad)}; "
-                    f"valid: {', '.join(sorted(names))}"
-                )
-            self.config = cfg_cls(**params)
+            check_params(params, (), where=where)
+        self.config: Any = None if cfg_cls is None else build_config(cfg_cls, params, where=where)
 
     def spec(self) -> dict[str, Any]:
         """What the TOML spec says about this channel."""

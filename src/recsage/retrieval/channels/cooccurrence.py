@@ -30,7 +30,7 @@ class CooccurrenceChannel(Channel):
         neighbors: int = 100
 
     def fit(self, data: Dataset, resources: Resources) -> None:
-        from recsage.models.baselines import _keep_top_per_row
+        from recsage.models.baselines import keep_top_per_row
 
         inter = data.interactions
         n_items = data.n_items
@@ -52,7 +52,7 @@ class CooccurrenceChannel(Channel):
         rr = np.repeat(np.arange(n_items), np.diff(co.indptr))
         d = deg[rr] * deg[co.indices]
         co.data = co.data / np.where(d > 0, d, 1.0)
-        self.graph = _keep_top_per_row(co.tocsr(), self.config.neighbors)
+        self.graph = keep_top_per_row(co.tocsr(), self.config.neighbors)
 
     def retrieve(self, batch: QueryBatch, n: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config

@@ -9,6 +9,13 @@ import numpy as np
 
 from recsage.data.schema import Dataset
 from recsage.errors import ConfigError
+from recsage.models.base import (
+    Recommender,
+    SupportsFoldIn,
+    SupportsItemVectors,
+    SupportsSequenceScores,
+    SupportsUserVectors,
+)
 from recsage.retrieval.channels.base import Channel, Resources, exclude_top
 from recsage.types import QueryBatch, history_matrix
 
@@ -32,16 +39,14 @@ class ModelChannel(Channel):
         early_stopping: bool = False
 
     def fit(self, data: Dataset, resources: Resources) -> None:
-        import inspect
-
         from recsage.models.registry import create_model
 
         self.model = create_model(self.config.model, **self.config.params)
-        accepts = inspect.signature(self.model.fit).parameters
+        options = self.model.fit_options
         fit_kwargs: dict[str, Any] = {}
-        if "item_text_vectors" in accepts and resources.item_text_vectors is not None:
+        if "item_text_vectors" in options and resources.item_text_vectors is not None:
             fit_kwargs["item_text_vectors"] = resources.item_text_vectors
-        if "valid" in accepts and self.config.early_stopping and resources.valid is not None:
+        if "valid" in options and self.config.early_stopping and resources.valid is not None:
             fit_kwargs["valid"] = resources.valid
         self.model.fit(data, **fit_kwargs)
         self._build_index()
@@ -59,7 +64,7 @@ class ModelChannel(Channel):
     def scores(self, batch: QueryBatch) -> np.ndarray:
         """Full score matrix (B, n_items) for the batch's histories."""
         m = self.model
-        if hasattr(m, "score_sequences"):
+        if isinstance(m, SupportsSequenceScores):
             return np.asarray(m.score_sequences(batch.sequences), np.float32)
         hl = self.config.half_life or getattr(m.config, "half_life", 0.0)
         h = history_matrix(batch.sequences, batch.n_items, half_life=hl) if hl else batch.history
@@ -73,21 +78,17 @@ class ModelChannel(Channel):
         return ids, np.where(ids >= 0, s, np.nan).astype(np.float32)
 
 
-def model_item_vectors(model: Any) -> np.ndarray:
+def model_item_vectors(model: Recommender) -> np.ndarray:
     """Item vectors of a model whose scores are user·item dot products."""
-    for attr in ("item_vectors", "item_embeddings"):
-        if hasattr(model, attr):
-            v = getattr(model, attr)
-            return np.asarray(v() if callable(v) else v, np.float32)
-    if hasattr(model, "item_factors"):
-        return np.asarray(model.item_factors, np.float32)
+    if isinstance(model, SupportsItemVectors):
+        return np.asarray(model.item_vectors(), np.float32)
     raise ConfigError(f"model '{model.name}' exposes no item vectors; drop `index` for it")
 
 
-def model_query_vectors(model: Any, batch: QueryBatch) -> np.ndarray:
+def model_query_vectors(model: Recommender, batch: QueryBatch) -> np.ndarray:
     """User vectors for the batch's histories (sequence models, two-tower, ALS fold-in)."""
-    if hasattr(model, "user_vectors"):
+    if isinstance(model, SupportsUserVectors):
         return np.asarray(model.user_vectors(batch.sequences), np.float32)
-    if hasattr(model, "fold_in"):
+    if isinstance(model, SupportsFoldIn):
         return np.asarray(model.fold_in(batch.history), np.float32)
     raise ConfigError(f"model '{model.name}' exposes no user vectors; drop `index` for it")

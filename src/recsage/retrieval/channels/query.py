@@ -26,11 +26,12 @@ class QueryChannel(Channel):
         vectors = self.resources.item_text_vectors
         assert vectors is not None
         scores = np.full((len(batch), batch.n_items), -np.inf, np.float32)
-        rows = [i for i, t in enumerate(batch.texts) if t]
+        texts = {i: t for i, t in enumerate(batch.texts) if t}
+        rows = list(texts)
         if rows:
             if self.resources.text_encoder is None:
                 raise RecsageError("query channel: no text encoder available to encode the query")
-            q = self.resources.text_encoder.encode_queries([batch.texts[i] for i in rows])
+            q = self.resources.text_encoder.encode_queries(list(texts.values()))
             scores[rows] = q @ vectors.T
         return exclude_top(scores, batch, n)
 

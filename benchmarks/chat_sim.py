@@ -34,7 +34,8 @@ from _common import machine, machine_line, write_result
 
 from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
-from recsage.llm.conversation import Catalogue, ConversationSession, KeywordEncoder, SessionWeights
+from recsage.llm.conversation.catalogue import Catalogue, KeywordEncoder
+from recsage.llm.conversation.session import ConversationSession, SessionWeights
 from recsage.models import create_model
 
 ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth",

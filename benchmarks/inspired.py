@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from _common import machine, machine_line, write_result
 
-from recsage.llm.conversation import Catalogue, ConversationSession, KeywordEncoder, SessionWeights
+from recsage.llm.conversation.catalogue import Catalogue, KeywordEncoder
+from recsage.llm.conversation.session import ConversationSession, SessionWeights
 
 KS = (1, 10, 50)
 POP_WEIGHT = 0.5  # fixed a priori, not tuned on the evaluated split

@@ -143,7 +143,8 @@ def _chat_session(
 ) -> Any:
     from recsage.llm.backends.base import default_cache_dir
     from recsage.llm.backends.registry import create_backend
-    from recsage.llm.conversation import Catalogue, ConversationSession, KeywordEncoder
+    from recsage.llm.conversation.catalogue import Catalogue, KeywordEncoder
+    from recsage.llm.conversation.session import ConversationSession
 
     if encoder not in ("minilm", "keywords"):
         raise ConfigError("--encoder must be minilm or keywords")

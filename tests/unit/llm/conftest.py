@@ -121,7 +121,7 @@ def movie_table() -> pd.DataFrame:
 
 @pytest.fixture
 def catalogue(movie_table: pd.DataFrame) -> Any:
-    from recsage.llm.conversation import Catalogue, KeywordEncoder
+    from recsage.llm.conversation.catalogue import Catalogue, KeywordEncoder
     from recsage.llm.rerank import catalogue_texts
 
     enc = KeywordEncoder()

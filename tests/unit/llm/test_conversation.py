@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsage.llm.conversation import ConversationSession, SessionWeights, parse_llm, parse_rules
+from recsage.llm.conversation.parse import parse_llm, parse_rules
+from recsage.llm.conversation.session import ConversationSession, SessionWeights
 
 
 def titles(turn) -> list[str]:

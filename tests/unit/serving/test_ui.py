@@ -329,7 +329,7 @@ def test_recent_errors_keep_warnings_of_recsage_loggers() -> None:
 
 
 def _catalogue() -> Any:
-    from recsage.llm.conversation import Catalogue, KeywordEncoder
+    from recsage.llm.conversation.catalogue import Catalogue, KeywordEncoder
 
     table = pd.DataFrame(
         {
@@ -344,7 +344,7 @@ def _catalogue() -> Any:
 
 
 def test_chips_describe_the_conversation_and_remove_exactly_one_constraint() -> None:
-    from recsage.llm.conversation import ConversationSession
+    from recsage.llm.conversation.session import ConversationSession
 
     conv = ConversationSession(_catalogue(), n=2)
     conv.turn("a funny movie from the 90s, nothing scary")

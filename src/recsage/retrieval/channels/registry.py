@@ -20,6 +20,7 @@ CHANNELS.register("text", "recsage.retrieval.channels.text:TextChannel")
 CHANNELS.register("query", "recsage.retrieval.channels.query:QueryChannel")
 CHANNELS.register("model", "recsage.retrieval.channels.model:ModelChannel")
 CHANNELS.register("kg", "recsage.knowledge.channel:KGChannel")
+CHANNELS.register("category", "recsage.retrieval.channels.category:CategoryChannel")
 
 
 def create_channel(spec: dict[str, Any]) -> Channel:

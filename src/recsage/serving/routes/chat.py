@@ -32,7 +32,8 @@ MAX_CHAT_SESSIONS = 1000
 def chat(body: ChatRequest, request: Request, _: ReadKey) -> ChatResponse:
     from collections import OrderedDict
 
-    from recsage.llm.conversation import Catalogue, ConversationSession
+    from recsage.llm.conversation.catalogue import Catalogue
+    from recsage.llm.conversation.session import ConversationSession
 
     sm = get_served(request)
     pipe = sm.pipeline

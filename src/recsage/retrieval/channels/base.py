@@ -34,6 +34,8 @@ def _exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndar
     eligible[batch.history.nonzero()] = False
     eligible &= np.isfinite(scores)
     items = top_k(scores, eligible, n)
+    if items.shape[1] < n:  # n beyond the catalogue: pad so every channel returns (B, n)
+        items = np.pad(items, ((0, 0), (0, n - items.shape[1])), constant_values=-1)
     s = np.take_along_axis(scores, np.maximum(items, 0), axis=1).astype(np.float32)
     return items, np.where(items >= 0, s, np.nan).astype(np.float32)
 

@@ -27,10 +27,12 @@ from recsage.testing.data import (
     tiny_dataset,
     user_topics,
 )
+from recsage.testing.models import RecommenderTests
 
 __all__ = [
     "TOPIC_WORDS",
     "ChannelTests",
+    "RecommenderTests",
     "assert_no_history_items",
     "assert_ranked_lists",
     "channel_roundtrip",

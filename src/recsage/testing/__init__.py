@@ -28,11 +28,13 @@ from recsage.testing.data import (
     user_topics,
 )
 from recsage.testing.models import RecommenderTests
+from recsage.testing.stages import StageTests, stage_inputs, train_learned_stage
 
 __all__ = [
     "TOPIC_WORDS",
     "ChannelTests",
     "RecommenderTests",
+    "StageTests",
     "assert_no_history_items",
     "assert_ranked_lists",
     "channel_roundtrip",
@@ -42,7 +44,9 @@ __all__ = [
     "planted_topics",
     "query_batch",
     "recall_at_k",
+    "stage_inputs",
     "text_resources",
     "tiny_dataset",
+    "train_learned_stage",
     "user_topics",
 ]

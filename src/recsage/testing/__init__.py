@@ -27,17 +27,22 @@ from recsage.testing.data import (
     tiny_dataset,
     user_topics,
 )
+from recsage.testing.encoders import EncoderTests
+from recsage.testing.indexes import VectorIndexTests, exact_top_k
 from recsage.testing.models import RecommenderTests
 from recsage.testing.stages import StageTests, stage_inputs, train_learned_stage
 
 __all__ = [
     "TOPIC_WORDS",
     "ChannelTests",
+    "EncoderTests",
     "RecommenderTests",
     "StageTests",
+    "VectorIndexTests",
     "assert_no_history_items",
     "assert_ranked_lists",
     "channel_roundtrip",
+    "exact_top_k",
     "fit_channel",
     "item_texts",
     "keyword_encoder",

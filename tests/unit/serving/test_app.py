@@ -325,7 +325,7 @@ def test_cors_is_off_by_default_and_opt_in(tmp_path: Path, pipeline_dir: Path) -
     svc.runtime.store.close()
 
 
-def test_health_ready_version_metrics_and_openapi(service: Service) -> None:
+def test_health_ready_version_and_metrics(service: Service) -> None:
     c = service.client
     assert c.get("/healthz").json() == {"status": "ok"}
     assert c.get("/readyz").json() == {"status": "ready", "model_version": "v1", "store": True}
@@ -339,8 +339,7 @@ def test_health_ready_version_metrics_and_openapi(service: Service) -> None:
     assert 'recsage_http_request_duration_seconds_bucket{le="0.005",route="/v1/recommend"}' in text
     assert 'recsage_feedback_events_total{type="click"} 1.0' in text
     assert 'recsage_model_info{version="v1"} 1.0' in text
-    spec = c.get("/openapi.json").json()
-    assert {"/v1/recommend", "/v1/feedback", "/v1/items/{item_id}/similar"} <= set(spec["paths"])
+    # the OpenAPI spec is checked against the documented routes in test_openapi.py
     service.runtime.store.close()  # the store is gone: not ready, with a JSON reason
     r = c.get("/readyz")
     assert_error(r, 503, "not_ready")

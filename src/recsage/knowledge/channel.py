@@ -71,9 +71,11 @@ class KGModel(Recommender):
         self,
         config: KGModelConfig | None = None,
         *,
-        graph: ItemKnowledgeGraph | None = None,
+        graph: ItemKnowledgeGraph | str | None = None,
         **params: Any,
     ) -> None:
+        if isinstance(graph, str):  # the config field `graph` (create_model("kg", graph=...))
+            params["graph"], graph = graph, None
         super().__init__(config, **params)
         self.graph = graph
         self.vectors = np.zeros((0, self.config.dim), np.float32)

@@ -367,6 +367,7 @@ class Pipeline:
         ctx = self._context(cands, batch, min_keep) if stage.needs_features else StageContext(
             item_vectors=self.resources.item_text_vectors,
             item_category=self.stats.first_category if self.stats else None,
+            histories=last_items(batch.sequences, HISTORY_LEN),  # e.g. the LLM prompt's
             min_keep=min_keep,
         )  # fmt: skip
         out = stage.apply(cands, ctx)

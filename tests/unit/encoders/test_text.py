@@ -157,11 +157,16 @@ def test_prefixes_key_the_cache_and_the_fingerprint(st_model: Any, tmp_path: Pat
     assert not np.allclose(a, b)
 
 
-def test_progress_bar_runs(st_model: Any) -> None:
+def test_progress_bar_counts_texts(st_model: Any, capsys: pytest.CaptureFixture[str]) -> None:
     enc, counter = make_encoder(st_model, batch_size=2)
     vecs = enc.encode_items(["a", "bb", "ccc", "dddd", "eeeee"], progress=True)
     assert vecs.shape == (5, 384)
     assert counter.calls == 3
+    out = capsys.readouterr().out
+    # the bar counts texts (5), not batches (3), and ends full
+    assert "encoding texts" in out and "5/5" in out, out
+    assert enc.encode_items(["a", "bb"], progress=False).shape == (2, 384)
+    assert capsys.readouterr().out == ""  # off: silent
 
 
 # ----------------------------------------------------------------------------- templates

@@ -121,20 +121,30 @@ def test_bad_specs_are_clear() -> None:
         Pipeline({"channels": [{"kind": "nope"}]})
 
 
-def test_llm_stage_plugs_into_the_pipeline(fitted, tmp_path: Path) -> None:
-    """The LLM re-rank stage (real SmolLM2) gets the catalogue and keeps the list valid."""
-    pytest.importorskip("xllamacpp")
-    from recsage.llm.models import is_available
+def test_llm_stage_is_consulted_and_its_order_ships(fitted, tmp_path: Path) -> None:
+    """The LLM re-rank stage (weight 1) gets the catalogue from a loaded pipeline, sees the
+    upstream head with the user's history, and its answer (here: reverse the head) is the
+    order served. Fails if the LLM is skipped, gets the wrong items, or is ignored."""
+    from recsage.llm.rerank import catalogue_texts, sanitize
+    from recsage.testing.llm import ScriptedLLM
 
-    if not is_available("smollm2"):
-        pytest.skip("SmolLM2 package not installed (make test installs it)")
     spec = {**SPEC, "stages": [*SPEC["stages"], {"name": "llm", "kind": "llm", "keep": 5,
-            "top_k": 5, "weight": 0.0, "backend": "smollm2", "max_tokens": 24,
-            "cache_dir": str(tmp_path / "llm")}]}  # fmt: skip
+            "top_k": 5, "weight": 1.0, "backend": "scripted", "cache_dir": "none"}]}  # fmt: skip
     p = fitted.derive(spec)
-    p.train_stages(leave_one_out(load_dataset("ml-100k")).valid)
-    p._sync_stage_catalogue()
+    p.stages[:-1] = fitted.stages  # the trained upstream stages, unchanged
+    loaded = Pipeline.load(p.save(tmp_path / "p"))  # loading hands the stage the catalogue
+    llm = ScriptedLLM()
+    loaded.stages[-1].set_backend(llm)
+
     base = [r.item for r in fitted.run(Query(user="1", n=5))]
-    recs = [r.item for r in p.run(Query(user="1", n=5))]
-    # weight 0: the LLM's order is ignored, the upstream order is reproduced exactly
-    assert recs == base
+    recs = [r.item for r in loaded.run(Query(user="1", n=5))]
+    assert recs == base[::-1]
+    assert len(llm.requests) == 1 and loaded.stages[-1].stats.calls == 1
+    prompt = next(c for role, c in llm.requests[0].messages if role == "user")
+    texts = catalogue_texts(fitted.item_table)
+    lines = [ln for ln in prompt.splitlines() if ln.startswith("[")]
+    assert len(lines) == 5
+    for k, item in enumerate(base):  # the upstream head, in upstream order
+        assert sanitize(texts[fitted.items.index_of(item)], 160) in lines[k]
+    last_seen = fitted.sequences[fitted.users.index_of("1")][-1]
+    assert sanitize(texts[last_seen], 160) in prompt  # the history is in the prompt

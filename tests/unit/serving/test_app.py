@@ -354,7 +354,7 @@ def test_cors_is_off_by_default_and_opt_in(tmp_path: Path, pipeline_dir: Path) -
     svc.runtime.store.close()
 
 
-def test_health_ready_version_metrics_and_openapi(service: Service) -> None:
+def test_health_ready_version_and_metrics(service: Service) -> None:
     c = service.client
     assert c.get("/healthz").json() == {"status": "ok"}
     assert c.get("/readyz").json() == {"status": "ready", "model_version": "v1", "store": True}
@@ -368,17 +368,16 @@ def test_health_ready_version_metrics_and_openapi(service: Service) -> None:
     assert 'recsage_http_request_duration_seconds_bucket{le="0.005",route="/v1/recommend"}' in text
     assert 'recsage_feedback_events_total{type="click"} 1.0' in text
     assert 'recsage_model_info{version="v1"} 1.0' in text
-    spec = c.get("/openapi.json").json()
-    assert {"/v1/recommend", "/v1/feedback", "/v1/items/{item_id}/similar"} <= set(spec["paths"])
+    # the OpenAPI spec is checked against the documented routes in test_openapi.py
     service.runtime.store.close()  # the store is gone: not ready, with a JSON reason
     r = c.get("/readyz")
     assert_error(r, 503, "not_ready")
 
 
 # ---- retrain, swap, rollback -----------------------------------------------------------------
-def test_retrain_swaps_only_when_not_worse_and_rolls_back(
-    tmp_path: Path, pipeline_dir: Path
-) -> None:
+def test_retrain_swaps_reloads_and_rolls_back(tmp_path: Path, pipeline_dir: Path) -> None:
+    """Swap / reload / restart / rollback mechanics; the gate's decision on real held-out
+    metrics is tested in test_retrain_gate.py."""
     home = tmp_path / "home"
     svc = start_service(home, pipeline_dir)
     events = []
@@ -397,13 +396,10 @@ def test_retrain_swaps_only_when_not_worse_and_rolls_back(
     assert r.json()["accepted"] == 120
     settings = make_settings(home, pipeline_dir)
 
-    refused = retrain(settings, min_improvement=1.0)  # NDCG cannot gain 1.0: keep serving
-    assert not refused.swapped and refused.holdout_users == 40 and refused.new_version is None
-    assert svc.runtime.registry.current_name() == "v1"
-
     old = svc.runtime.served()  # an in-flight request holds this reference
-    done = retrain(settings, min_improvement=-1.0)
+    done = retrain(settings, force=True)
     assert done.swapped and done.new_version == "v2" and done.events_used == 120
+    assert done.holdout_users == 40
     assert set(done.metrics) == {"new", "serving"} and done.metrics["new"]["users"] == 40
     r = svc.client.post("/v1/admin/reload", headers=svc.auth())
     assert r.json() == {"model_version": "v2", "changed": True}
@@ -420,5 +416,5 @@ def test_retrain_swaps_only_when_not_worse_and_rolls_back(
     assert svc.client.post("/v1/admin/reload", headers=svc.auth()).json()["model_version"] == "v1"
     assert events[0]["item_id"] not in rec_ids(svc, "1")  # v1 replays the stored clicks
     log = svc.runtime.store.version_log()
-    assert [e["action"] for e in log] == ["rejected", "promoted", "rollback"]
+    assert [e["action"] for e in log] == ["promoted", "rollback"]
     svc.runtime.store.close()

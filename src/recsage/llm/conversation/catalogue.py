@@ -100,7 +100,11 @@ class KeywordEncoder:
         return v / n if n > 0 else v
 
     def encode_queries(self, texts: Sequence[str], **_: Any) -> np.ndarray:
-        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim))
+        return (
+            np.stack([self._vec(t) for t in texts])
+            if texts
+            else np.zeros((0, self.dim), np.float32)
+        )
 
     encode_items = encode_queries
 

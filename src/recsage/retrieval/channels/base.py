@@ -39,11 +39,16 @@ def exclude_top(scores: np.ndarray, batch: QueryBatch, n: int) -> tuple[np.ndarr
     eligible[batch.history.nonzero()] = False
     if batch.blocked is not None:
         eligible[:, batch.blocked[: scores.shape[1]]] = False
-    eligible &= np.isfinite(scores)
+    finite = np.isfinite(scores)
+    # every open item scored, all equally: the channel has no preference for this row
+    scored_all = (finite | ~eligible).all(axis=1)
+    eligible &= finite
     lo = np.where(eligible, scores, np.inf).min(axis=1, initial=np.inf)
     hi = np.where(eligible, scores, -np.inf).max(axis=1, initial=-np.inf)
-    eligible[(hi == lo) & (eligible.sum(axis=1) > 1)] = False
+    eligible[(hi == lo) & scored_all & (eligible.sum(axis=1) > 1)] = False
     items = top_k(scores, eligible, n)
+    if items.shape[1] < n:  # n beyond the catalogue: pad so every channel returns (B, n)
+        items = np.pad(items, ((0, 0), (0, n - items.shape[1])), constant_values=-1)
     s = np.take_along_axis(scores, np.maximum(items, 0), axis=1).astype(np.float32)
     return items, np.where(items >= 0, s, np.nan).astype(np.float32)
 

@@ -47,6 +47,8 @@ def rich_table(
     """The comparison table printed by the CLI (compact enough for 80 columns), with the
     number of evaluated users; `ks` picks the cut-offs shown (default: @10)."""
     cols = [c for c in headline_columns(results, ks) if not c.startswith(("map@", "precision@"))]
+    if ks is not None and len(ks) > 1:  # several cut-offs: keep it to accuracy (fits 100 cols)
+        cols = [c for c in cols if not c.startswith(("coverage@", "novelty@", "diversity@"))]
     table = Table(title=title)
     table.add_column("model", no_wrap=True)
     table.add_column("users", justify="right")  # how many users the means are over

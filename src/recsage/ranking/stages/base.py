@@ -40,9 +40,11 @@ class Stage(ABC):
         names = {f.name for f in dataclasses.fields(cfg_cls)} if cfg_cls else set()
         bad = sorted(set(params) - names)
         if bad:
+            # spec files write Python-keyword fields without the trailing "_" (lambda)
+            shown = sorted(n[:-1] if n.endswith("_") else n for n in names)
             raise ConfigError(
                 f"stage '{name}' ({self.kind}): unknown parameter(s) {', '.join(bad)}; "
-                f"valid: {', '.join(sorted(names)) or 'none'}"
+                f"valid: {', '.join(shown) or 'none'}"
             )
         self.config: Any = cfg_cls(**params) if cfg_cls else None
 

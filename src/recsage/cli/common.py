@@ -402,8 +402,9 @@ def _run(
     else:
         splits = [make_split(dataset, split, seed=seed, target_events=target_events,
                              cutoff=cutoff)]  # fmt: skip
+    source = dataset.report.source if dataset.report is not None else None
     for sp_ in splits:
-        require_users(sp_, dataset, minimum=min_users)
+        require_users(sp_, dataset, minimum=min_users, path=source)
     kw: dict[str, Any] = {"ks": ks} if ks else {}
     with _progress() as progress:
         task = progress.add_task("fitting and evaluating", total=len(models) * len(splits))

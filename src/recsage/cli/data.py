@@ -192,7 +192,8 @@ def _evaluate_pipeline(
     pipe = Pipeline.from_toml(spec)
     ds = _load(data)
     sp_ = make_split(ds, split, seed=seed, target_events=targets, cutoff=cutoff)
-    require_users(sp_, ds, minimum=min_users)
+    require_users(sp_, ds, minimum=min_users,
+                  path=ds.report.source if ds.report is not None else None)  # fmt: skip
     # plain leave-one-out keeps the pipeline's own protocol (channels see all but the last
     # two items); otherwise the pipeline only ever sees the split's training part
     train = ds if (split == "loo" and not targets) else sp_.train

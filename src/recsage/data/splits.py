@@ -413,11 +413,13 @@ REQUIREMENTS = {
 }
 
 
-def require_users(split: Split, dataset: Dataset, *, minimum: int = 5) -> None:
+def require_users(
+    split: Split, dataset: Dataset, *, minimum: int = 5, path: str | None = None
+) -> None:
     """Refuse a split that evaluates fewer than `minimum` users, saying why.
 
     Metrics over a handful of users are noise (a 9-user HR@10 of 1.0 means nothing), and an
-    empty split would print an empty table.
+    empty split would print an empty table. `path` (the data file) prefixes the message.
     """
     n = len(split.users)
     if n >= max(1, minimum):
@@ -435,7 +437,8 @@ def require_users(split: Split, dataset: Dataset, *, minimum: int = 5) -> None:
         f"dataset '{dataset.name}' has {dataset.n_users:,} users, "
         f"{int((distinct >= 2).sum()):,} with >= 2 distinct items, longest history "
         f"{int(distinct.max()) if len(distinct) else 0} item(s)"
-        + ("; " + split.notes[-1] if split.notes else "")
+        + ("; " + split.notes[-1] if split.notes else ""),
+        path=path,
     )
 
 

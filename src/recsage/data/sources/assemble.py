@@ -53,7 +53,7 @@ def _parse_numbers(src: _Source, col: str, what: str, hint: str = "") -> np.ndar
         word = text.iloc[pos]
         if word.lower().lstrip("+-") in ("nan", "inf", "infinity"):
             raise src.error(pos, col, f"{what} '{word}' is not a finite number "
-                            f"({int(bad.sum()):,} such rows){hint}")  # fmt: skip
+                            f"({int(bad.sum()):,} such row(s)){hint}")  # fmt: skip
         raise src.error(pos, col, f"cannot parse {what} '{word}'{hint}")
     _refuse_infinite(src, col, what, nums, text.to_numpy())
     return nums
@@ -67,7 +67,9 @@ def _refuse_infinite(
     if inf.any():
         pos = int(np.flatnonzero(inf)[0])
         raise src.error(
-            pos, col, f"{what} '{shown[pos]}' is not a finite number ({int(inf.sum()):,} such rows)"
+            pos,
+            col,
+            f"{what} '{shown[pos]}' is not a finite number ({int(inf.sum()):,} such row(s))",
         )
 
 
@@ -175,7 +177,7 @@ def _check_time_range(
             raise src.error(
                 pos,
                 col,
-                f"timestamp '{shown}' is {why} ({int(mask.sum()):,} such rows); give epoch "
+                f"timestamp '{shown}' is {why} ({int(mask.sum()):,} such row(s)); give epoch "
                 "seconds or dates between 1970 and next year",
             )
     return secs

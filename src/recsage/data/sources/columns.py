@@ -197,6 +197,34 @@ def item_column_plan(
     return plan
 
 
+_NON_FINITE = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _numeric_attribute(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A column that holds only numbers (and NaN/inf words) as numbers, non-finite ones set
+    to missing; other columns unchanged. Returns (values, mask of values made missing)."""
+    from recsage.data.sources.assemble import _infer_numeric
+
+    none = np.zeros(len(series), bool)
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        inf = np.isinf(arr)
+        return (pd.Series(np.where(inf, np.nan, arr)) if inf.any() else series), inf
+    if len(series) == 0 or not all(isinstance(v, str) for v in series.dropna().iloc[:1]):
+        return series, none
+    text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
+    present = (text != "").to_numpy()
+    word = text.str.lower().isin(_NON_FINITE).to_numpy()
+    nums = pd.to_numeric(text.where(present & ~word, None), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    if not present.any() or (present & ~word & np.isnan(nums)).any():
+        return series, none  # text, not numbers
+    if not word.any():
+        return _infer_numeric(series), none
+    return pd.Series(np.where(word, np.nan, nums)), word & present
+
+
 def build_item_table(
     src: _Source,
     report: LoadReport,
@@ -268,22 +296,17 @@ def build_item_table(
             empty = frame[col].isna().all()
             uses[c] = "ignored (" + ("empty; a trailing delimiter?" if empty else "no name") + ")"
             continue
-        values = _infer_numeric(frame[col])
-        if pd.api.types.is_float_dtype(values.dtype):
-            arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = np.isinf(arr) | (np.isnan(arr) & frame[col].notna().to_numpy())
-            if bad.any():
-                arr = np.where(bad, np.nan, arr)
-                values = pd.Series(arr)
-                pos = int(np.flatnonzero(bad)[0])
-                where = f"line {int(src.lines[pos])}" if src.lines is not None else f"row {pos + 1}"
-                report.notes.append(
-                    f"{name}: {int(bad.sum()):,} non-finite value(s) (NaN/inf) in '{c}' set to "
-                    f"missing (first at {where})"
-                )
+        values, bad = _numeric_attribute(frame[col])
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            where = f"line {int(src.lines[pos])}" if src.lines is not None else f"row {pos + 1}"
+            report.notes.append(
+                f"{name}: {int(bad.sum()):,} non-finite value(s) (NaN/inf) in '{c}' set to "
+                f"missing (first at {where})"
+            )
         out[c if c not in out.columns else f"{c}_attr"] = values.to_numpy()
         kind = "number" if pd.api.types.is_numeric_dtype(values.dtype) else "text"
-        uses[c] = f"attribute ({kind}; kept in the item table, shown in item details)"
+        uses[c] = f"attribute ({kind}; kept in the item table)"
     if not any(k in out.columns for k in ("title", "text", "categories")):
         report.notes.append(
             f"{name}: no title, description or category column found (looked for "

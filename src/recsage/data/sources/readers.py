@@ -57,6 +57,8 @@ class _Source:
         for col in columns:
             if col not in self.frame.columns:
                 msg = f"missing column '{col}' (found: {', '.join(found)})"
+                if len(found) == 1 and any(c in found[0] for c in ",;\t|"):
+                    msg += "; the header reads as ONE column: is the delimiter (--sep) right?"
                 raise DataError(
                     msg + (f"; {hint}" if hint else ""), path=str(self.path), column=col
                 )
@@ -113,8 +115,10 @@ def _read_delimited(
         sep, note = detect_sep(text, sep, parse_sep(options.sep))
         if note:
             notes.append(note)
-        if text.strip():
-            check_unique_columns(header_names(text, sep), path)
+        if not text.strip():
+            raise DataError("no interactions (the file is empty or holds only blank lines)",
+                            path=str(path))  # fmt: skip
+        check_unique_columns(header_names(text, sep), path)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
@@ -128,6 +132,14 @@ def _read_delimited(
     except pd.errors.EmptyDataError as exc:
         raise DataError("no interactions (the file is empty)", path=str(path)) from exc
     except (pd.errors.ParserError, ValueError) as exc:
+        if "EOF inside string" in str(exc):
+            odd = [i for i, ln in enumerate(text.split("\n"), start=1) if ln.count('"') % 2]
+            raise DataError(
+                'an unbalanced quote (") opens a field that never closes: quote the whole value '
+                'and double any quote inside it ("")',
+                path=str(path),
+                line=odd[0] if odd else None,
+            ) from None
         m = _FIELDS_RE.search(str(exc))
         if m:
             raise DataError(

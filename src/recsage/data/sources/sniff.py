@@ -245,7 +245,7 @@ def check_field_lengths(
     """Refuse any text cell longer than MAX_FIELD_CHARS (`error(pos, col, msg)` raises)."""
     for col in frame.columns:
         series = frame[col]
-        if series.dtype != object:
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
             continue
         lengths = series.map(lambda v: len(v) if isinstance(v, str) else 0)
         if len(lengths) and int(lengths.max()) > MAX_FIELD_CHARS:

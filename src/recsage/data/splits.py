@@ -244,7 +244,11 @@ def temporal_split(
     keep = after & seen_users[inter.user] & seen_items[inter.item]
     history = train.matrix()
     # a target already in the history is not a new discovery: drop it
-    already = np.asarray(history[inter.user[keep], inter.item[keep]]).ravel() > 0
+    already = (
+        np.asarray(history[inter.user[keep], inter.item[keep]]).ravel() > 0
+        if keep.any()
+        else np.zeros(0, bool)
+    )
     idx = np.flatnonzero(keep)[~already]
     dropped_user = int((after & ~seen_users[inter.user]).sum())
     dropped_item = int((after & seen_users[inter.user] & ~seen_items[inter.item]).sum())

@@ -14,6 +14,7 @@ def parse_event_weights(spec: str | dict[str, float] | None) -> dict[str, float]
     """
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         return None
+    pairs: list[tuple[str, object]]
     if isinstance(spec, dict):
         pairs = [(str(k), v) for k, v in spec.items()]
     else:
@@ -21,17 +22,17 @@ def parse_event_weights(spec: str | dict[str, float] | None) -> dict[str, float]
         for part in spec.split(","):
             if not part.strip():
                 continue
-            name, sep, value = part.partition("=")
-            if not sep or not name.strip():
+            key, sep, text = part.partition("=")
+            if not sep or not key.strip():
                 raise ConfigError(
                     f"bad --event-weights entry {part.strip()!r}: expected TYPE=WEIGHT, "
                     "e.g. purchase=3,cart=2,view=1"
                 )
-            pairs.append((name.strip(), value.strip()))
+            pairs.append((key.strip(), text.strip()))
     out: dict[str, float] = {}
     for name, value in pairs:
         try:
-            weight = float(value)
+            weight = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ConfigError(
                 f"--event-weights: weight of '{name}' is not a number: {value!r}"

@@ -253,3 +253,16 @@ def test_search_and_chat_read_the_item_file(
     assert code == 0, err
     picks = re.findall(r"^  \d\. (.+)$", out, flags=re.M)
     assert len(picks) == 3 and all(p.startswith("Product ") for p in picks)  # titles, not ids
+
+
+def test_stage_parameter_hint_uses_the_toml_spelling(
+    shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "typo.toml"
+    spec.write_text(
+        '[[channels]]\nname = "pop"\nkind = "popularity"\n\n'
+        '[[stages]]\nname = "rerank"\nkind = "mmr"\nlamda = 0.5\n'
+    )
+    code, _, err = run(["evaluate", *data_args(shop), "--pipeline", str(spec)], capsys)
+    assert code == 2 and "unknown parameter(s) lamda; valid: category_cap, column, lambda" in err
+    assert "lambda_" not in err

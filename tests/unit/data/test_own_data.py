@@ -320,3 +320,13 @@ def test_require_users_explains_the_refusal(tiny: Dataset) -> None:
     msg = str(err.value)
     assert msg.startswith("log.csv: split 'loo-test' leaves 3 user(s) to evaluate (minimum 5)")
     assert "4 users, 3 with >= 2 distinct items, longest history 4" in msg
+
+
+def test_sampled_negatives_below_one_are_refused(tiny: Dataset) -> None:
+    from recsage.evaluation.protocol import evaluate
+
+    sp = leave_one_out(tiny).test
+    scores = np.zeros((len(sp.users), tiny.n_items), np.float32)
+    for bad in (0, -5):
+        with pytest.raises(ConfigError, match="sampled negatives must be >= 1"):
+            evaluate(lambda users, history=None: scores[: len(users)], sp, sampled_negatives=bad)

@@ -116,7 +116,10 @@ def test_common_column_names_are_found_and_reported(tmp_path: Path) -> None:
     assert used[("events.csv", "customer_id")] == "user id"
     assert used[("events.csv", "product_id")] == "item id"
     assert used[("events.csv", "event_time")] == "timestamp"
-    assert used[("events.csv", "event_type")] == "event type (view 3 · purchase 1 · cart 1)"
+    assert (
+        used[("events.csv", "event_type")]
+        == "event type (view 3 · purchase 1 · cart 1; all weigh 1 in training, see --event-weights)"
+    )
     assert used[("events.csv", "session")] == "ignored"
     assert used[("p.csv", "product_id")] == "item id"
     assert used[("p.csv", "category")] == "categories (split on '|', 5 distinct)"

@@ -99,7 +99,7 @@ def load_table(
         counts = np.bincount(inter.event, minlength=len(inter.event_names))
         shown = " · ".join(f"{n} {c:,}" for n, c in zip(inter.event_names, counts, strict=True))
         w = (
-            ""
+            "; all weigh 1 in training, see --event-weights"
             if weights is None
             else "; weights " + ", ".join(f"{k}={v:g}" for k, v in weights.items())
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import keyword
 import typing
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -76,9 +77,12 @@ def check_params(params: Iterable[str], valid: Iterable[str], *, where: str) -> 
     names = set(valid)
     bad = sorted(set(params) - names)
     if bad:
+        # fields named after Python keywords (lambda_) are written without the "_" in specs
+        shown = sorted(
+            n[:-1] if n.endswith("_") and keyword.iskeyword(n[:-1]) else n for n in names
+        )
         raise ConfigError(
-            f"{where}: unknown parameter(s) {', '.join(bad)}; "
-            f"valid: {', '.join(sorted(names)) or 'none'}"
+            f"{where}: unknown parameter(s) {', '.join(bad)}; valid: {', '.join(shown) or 'none'}"
         )
 
 

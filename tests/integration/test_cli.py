@@ -33,10 +33,20 @@ def test_quickstart_trains_evaluates_and_recommends(tmp_path: Path) -> None:
     # personalised models beat most-popular on ML-100K
     assert ndcg["ease"] > ndcg["pop"] and ndcg["itemknn"] > ndcg["pop"]
     assert (tmp_path / "qs" / "report" / "metrics.png").stat().st_size > 1000
-    model_dir = next(p for p in (tmp_path / "qs").iterdir() if p.name != "report")
-    rec = recsage("recommend", "--model", str(model_dir), "--user", "42", "-n", "5", cwd=tmp_path)
+    rec = recsage("recommend", "--model", str(tmp_path / "qs" / "ease"), "--user", "42", "-n", "5",
+                  cwd=tmp_path)  # fmt: skip
     assert rec.returncode == 0, rec.stderr
     assert rec.stdout.count("\n") >= 5
+    # the quickstart also saves a servable pipeline around the same model
+    pipe = recsage("recommend", "--pipeline", str(tmp_path / "qs" / "pipeline"), "--user", "42",
+                   "-n", "5", cwd=tmp_path)  # fmt: skip
+    assert pipe.returncode == 0, pipe.stderr
+
+    def items(out: str) -> list[str]:  # the item column of the rich table rows
+        rows = [ln.split("│") for ln in out.splitlines() if ln.count("│") >= 5]
+        return [r[2].strip() for r in rows if r[1].strip().isdigit()]
+
+    assert len(items(rec.stdout)) == 5 and items(pipe.stdout) == items(rec.stdout)
 
 
 def _write(path: Path, text: str) -> Path:

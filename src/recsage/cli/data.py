@@ -12,18 +12,18 @@ from rich.table import Table
 
 from recsage.cli.common import (
     BASELINES,
-    DatasetOpt,
-    ItemColOpt,
-    ItemsOpt,
-    TimeColOpt,
-    UserColOpt,
-    ValueColOpt,
+    DataOptions,
     app,
+    check_artifact,
     console,
+    data_options,
     display_titles,
+    fit_pipeline,
     load_data,
     model_list,
+    parse_ks,
     run_models,
+    warn_small,
 )
 from recsage.errors import ConfigError
 
@@ -83,68 +83,143 @@ def quickstart(
 
 
 @app.command()
+@data_options
 def evaluate(
-    dataset: DatasetOpt = "ml-100k",
+    data: DataOptions,
     models: Annotated[str, typer.Option(help="Comma-separated model names.")] = BASELINES,
     split: Annotated[
-        str, typer.Option(help="loo | loo-valid | temporal | cold-item | cold-user")
+        str,
+        typer.Option(help="loo | loo-valid | temporal | random | kfold | cold-item | cold-user"),
     ] = "loo",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="MODEL.KEY=VALUE, repeatable.")
     ] = None,
     sampled: Annotated[
         int | None,
-        typer.Option(help="Rank against N sampled negatives instead (labelled 'sampled')."),
+        typer.Option(
+            help="Rank each target against N >= 1 sampled negatives instead of the whole "
+            "catalogue (labelled 'sampled'); omit for full ranking."
+        ),
     ] = None,
+    k: Annotated[
+        str | None, typer.Option("--k", help="Metric cut-offs, e.g. 5,10,20 (default 10).")
+    ] = None,
+    target_events: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these event types count as targets, e.g. purchase or purchase,cart "
+            "(needs an event column)."
+        ),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(help="Temporal split cutoff: a date (2024-03-01, UTC) or epoch seconds."),
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Number of folds for --split kfold.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of random / kfold / cold-user splits.")] = 0,
+    min_users: Annotated[
+        int, typer.Option(help="Refuse splits that evaluate fewer users than this.")
+    ] = 5,
     out: Annotated[Path | None, typer.Option(help="Write JSON/Markdown/PNG reports here.")] = None,
     pipeline: Annotated[
         Path | None,
         typer.Option(help="Evaluate a pipeline spec (TOML) instead of single models."),
     ] = None,
-    user_col: UserColOpt = "user_id",
-    item_col: ItemColOpt = "item_id",
-    time_col: TimeColOpt = "timestamp",
-    value_col: ValueColOpt = None,
-    items: ItemsOpt = None,
 ) -> None:
     """Fit models (or a pipeline) and evaluate under full ranking (leave-one-out by default)."""
+    from recsage.data.sources.events import parse_event_list
+    from recsage.data.splits import parse_cutoff
     from recsage.evaluation.report import rich_table, write_reports
 
-    ds = load_data(
-        dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
-        items=items,
-    )  # fmt: skip
+    if sampled is not None and sampled < 1:
+        raise ConfigError(
+            f"--sampled must be >= 1 (how many negatives each target is ranked against), got "
+            f"{sampled}; omit it for full ranking"
+        )
+    if min_users < 1:
+        raise ConfigError(f"--min-users must be >= 1, got {min_users}")
+    ks = parse_ks(k)
+    targets = parse_event_list(target_events)
+    cut = parse_cutoff(cutoff) if cutoff is not None else None
+    if cut is not None and split != "temporal":
+        raise ConfigError("--cutoff sets the temporal split's cutoff; add --split temporal")
     if pipeline is not None:
-        if split != "loo":
-            raise ConfigError("--pipeline is evaluated with --split loo (its protocol)")
-        from recsage.evaluation.pipeline import evaluate_pipeline
-        from recsage.pipeline.pipeline import Pipeline
-
-        pipe = Pipeline.from_toml(pipeline)
-        with console.status("fitting the pipeline (channels, then learned stages)…"):
-            pipe.fit(ds, log=lambda m: console.print(f"[dim]{m}[/dim]"))
-        report = evaluate_pipeline(pipe, ds)
-        results = [report.result]
-        console.print(rich_table(results, title=f"{ds.name}: pipeline {pipeline.name}, loo, full"))
-        console.print(report.stage_table())
-        if out is not None:
-            paths = write_reports(results, out, dataset=ds.describe())
-            console.print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
+        _evaluate_pipeline(data, pipeline, split, ks, targets, cut, seed, min_users, sampled, out)
         return
     names = model_list(models)
-    sp_, results = run_models(ds, names, split, param or [], sampled)
+    ds = load_data(data)
+    sp_, results = run_models(
+        ds, names, split, param or [], sampled, ks=ks, target_events=targets, cutoff=cut,
+        folds=folds, seed=seed, min_users=min_users,
+    )  # fmt: skip
     ranking = results[0].protocol["ranking"]
-    console.print(rich_table(results, title=f"{ds.name}: {sp_.name}, {ranking} ranking"))
+    shown = results[0].protocol["split"] if split == "kfold" else sp_.name
+    console.print(rich_table(results, title=f"{ds.name}: {shown}, {ranking} ranking", ks=ks))
+    if split == "kfold":
+        for r in results:
+            std = r.extra["fold_std"]
+            key = "ndcg@10" if "ndcg@10" in std else next(iter(std))
+            console.print(f"[dim]{r.model}: {key} {r.metrics[key]:.4f} ± {std[key]:.4f} "
+                          f"(std over {folds} folds)[/dim]")  # fmt: skip
+    for note in results[0].protocol.get("notes", sp_.notes):
+        console.print(f"[dim]note: {note}[/dim]")
+    warn_small(results)
+    if out is not None:
+        paths = write_reports(results, out, dataset=ds.describe(), ks=ks)
+        console.print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
+
+
+def _evaluate_pipeline(
+    data: DataOptions,
+    spec: Path,
+    split: str,
+    ks: tuple[int, ...] | None,
+    targets: tuple[str, ...] | None,
+    cutoff: float | None,
+    seed: int,
+    min_users: int,
+    sampled: int | None,
+    out: Path | None,
+) -> None:
+    """`evaluate --pipeline`: fit on the split's training part, evaluate on its targets."""
+    from recsage.data.splits import require_users
+    from recsage.evaluation.pipeline import evaluate_pipeline
+    from recsage.evaluation.report import rich_table, write_reports
+    from recsage.evaluation.runner import make_split
+    from recsage.pipeline.pipeline import Pipeline
+
+    if split not in ("loo", "temporal", "random"):
+        raise ConfigError(
+            f"--pipeline is evaluated with --split loo, temporal or random, not {split}"
+        )
+    if sampled is not None:
+        raise ConfigError("--pipeline is evaluated under full ranking; drop --sampled")
+    pipe = Pipeline.from_toml(spec)
+    ds = load_data(data)
+    sp_ = make_split(ds, split, seed=seed, target_events=targets, cutoff=cutoff)
+    require_users(sp_, ds, minimum=min_users,
+                  path=ds.report.source if ds.report is not None else None)  # fmt: skip
+    # plain leave-one-out keeps the pipeline's own protocol (channels see all but the last
+    # two items); otherwise the pipeline only ever sees the split's training part
+    train = ds if (split == "loo" and not targets) else sp_.train
+    fit_pipeline(pipe, train)
+    report = evaluate_pipeline(pipe, split=sp_, ks=ks or (10, 20))
+    results = [report.result]
+    title = f"{ds.name}: pipeline {spec.name}, {sp_.name}, full ranking"
+    console.print(rich_table(results, title=title, ks=ks))
+    console.print(report.stage_table())
     for note in sp_.notes:
         console.print(f"[dim]note: {note}[/dim]")
+    warn_small(results)
     if out is not None:
-        paths = write_reports(results, out, dataset=ds.describe())
+        paths = write_reports(results, out, dataset=ds.describe(), ks=ks)
         console.print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
 
 
 @app.command()
+@data_options
 def train(
-    dataset: DatasetOpt = "ml-100k",
+    data: DataOptions,
     model: Annotated[str, typer.Option(help="Model name.")] = "ease",
     out: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("runs/model"),
     param: Annotated[
@@ -153,31 +228,29 @@ def train(
     pipeline: Annotated[
         Path | None, typer.Option(help="Train this pipeline spec (TOML) instead of one model.")
     ] = None,
-    user_col: UserColOpt = "user_id",
-    item_col: ItemColOpt = "item_id",
-    time_col: TimeColOpt = "timestamp",
-    value_col: ValueColOpt = None,
-    items: ItemsOpt = None,
 ) -> None:
     """Fit one model (or a pipeline spec) on a dataset and save it."""
     from recsage.evaluation.runner import parse_params
     from recsage.models.registry import create_model
 
-    ds = load_data(
-        dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
-        items=items,
-    )  # fmt: skip
     if pipeline is not None:
         from recsage.pipeline.pipeline import Pipeline
 
         pipe = Pipeline.from_toml(pipeline)
-        with console.status("fitting the pipeline…"):
-            pipe.fit(ds, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        ds = load_data(data)
+        fit_pipeline(pipe, ds)
         pipe.save(out)
-        console.print(f"saved pipeline {pipeline.name} to {out}")
+        weights = pipe.event_weights
+        w = (
+            f" (event weights {', '.join(f'{k}={v:g}' for k, v in weights.items())})"
+            if weights
+            else ""
+        )
+        console.print(f"saved pipeline {pipeline.name} to {out}{w}")
         return
     model_list(model)
     params = parse_params([f"{model}.{p}" for p in (param or [])]).get(model, {})
+    ds = load_data(data)
     with console.status(f"fitting {model} on {len(ds.interactions):,} interactions…"):
         m = create_model(model, **params).fit(ds)
     m.save(out)
@@ -206,6 +279,7 @@ def recommend(
         raise ConfigError("give exactly one of --model DIR or --pipeline DIR")
     source = pipeline if pipeline is not None else model
     assert source is not None
+    check_artifact(source, "pipeline" if pipeline is not None else "model")
     pipe = Pipeline.open(source)
     recs = pipe.run(Query(user=user, n=n))
     kind = "pipeline" if pipeline is not None else pipe.channels[0].name
@@ -221,25 +295,33 @@ def recommend(
 
 
 @app.command()
-def info(
-    dataset: DatasetOpt = "ml-100k",
-    user_col: UserColOpt = "user_id",
-    item_col: ItemColOpt = "item_id",
-    time_col: TimeColOpt = "timestamp",
-    value_col: ValueColOpt = None,
-    items: ItemsOpt = None,
-) -> None:
-    """Load a dataset, validate it and print its counts and load report."""
-    ds = load_data(
-        dataset, user_col=user_col, item_col=item_col, time_col=time_col, value_col=value_col,
-        items=items,
-    )  # fmt: skip
+@data_options
+def info(data: DataOptions) -> None:
+    """Load a dataset, validate it and print its counts, what each column of each file was
+    used as, and the load report (rows dropped or altered, and why)."""
+    from rich.markup import escape
+
+    ds = load_data(data, show_report=False)
     table = Table(title=f"dataset {ds.name}")
     table.add_column("field")
     table.add_column("value", justify="right")
-    for k, v in ds.describe().items():
-        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    for key, v in ds.describe().items():
+        table.add_row(key, f"{v:,}" if isinstance(v, int) else str(v))
+    ts = ds.interactions.timestamp
+    if len(ts) and float(ts.min()) >= 86400 * 365:  # real dates, not positions
+        from recsage.data.splits import when_text
+
+        table.add_row("time range", f"{when_text(float(ts.min()))} .. {when_text(float(ts.max()))}")
+    if ds.event_weights:
+        table.add_row("event weights", ", ".join(f"{k}={v:g}" for k, v in ds.event_weights.items()))
     console.print(table)
+    if ds.report is not None and ds.report.columns:
+        cols = Table(title="columns read")
+        for c in ("file", "column", "used as"):
+            cols.add_column(c)
+        for f, c, use in ds.report.columns:
+            cols.add_row(escape(f), escape(c), escape(use))
+        console.print(cols)
     if ds.report is not None:
         for line in ds.report.lines():
-            console.print(line)
+            console.print(escape(line))

@@ -10,17 +10,39 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from recsage.cli.common import DatasetOpt, app, console, display_titles, err_console, load_data
+from recsage.cli.common import (
+    DataOptions,
+    app,
+    check_artifact,
+    console,
+    data_options,
+    display_titles,
+    err_console,
+    load_data,
+    warm_text_vectors,
+)
 from recsage.errors import ConfigError
 
 
+def _require_item_text(ds: Any) -> None:
+    """Text search over bare ids ranks everything alike: refuse, naming the options."""
+    table = ds.item_table
+    if not any(c in table.columns for c in ("title", "text", "categories", "name")):
+        raise ConfigError(
+            f"dataset '{ds.name}' has no item text (title, description or category), so text "
+            "search would only see item ids; pass --items FILE (with --title-col / --text-col "
+            "/ --category-col if its columns have other names)"
+        )
+
+
 @app.command()
+@data_options
 def search(
     query: Annotated[str, typer.Argument(help="What you are looking for, in your own words.")],
+    data: DataOptions,
     user: Annotated[
         str | None, typer.Option("--user", "-u", help="Blend in this user's taste.")
     ] = None,
-    dataset: DatasetOpt = "ml-100k",
     pipeline: Annotated[
         Path | None, typer.Option(help="Use a saved pipeline's catalogue and vectors.")
     ] = None,
@@ -38,6 +60,9 @@ def search(
     if pipeline is not None:
         from recsage.pipeline.pipeline import Pipeline
 
+        if data.dataset is not None:
+            raise ConfigError("give one of --dataset or --pipeline")
+        check_artifact(pipeline, "pipeline")
         recs = Pipeline.open(pipeline).search(
             query, user=user, n=n, personal_weight=personal_weight
         )
@@ -52,10 +77,10 @@ def search(
         from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder, encode_dataset_items
 
-        ds = load_data(dataset)
+        ds = load_data(data)
+        _require_item_text(ds)
         encoder = TextEncoder(cache_dir=default_cache_dir())
-        with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
-            vectors = encode_dataset_items(encoder, ds)
+        vectors = encode_dataset_items(encoder, ds, progress=True)  # bar only when not cached
         titles, items_vocab, users_vocab = display_titles(ds), ds.items, ds.users
         seqs = ds.sequences() if user is not None else []
     history = None
@@ -75,15 +100,11 @@ def search(
 
 
 @app.command()
+@data_options
 def explain(
     user: Annotated[str, typer.Option("--user", "-u", help="External user id.")],
     item: Annotated[str, typer.Option("--item", "-i", help="External item id to explain.")],
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            "--dataset", "-d", help="Dataset name or path (ml-100k, lastfm, ...); default ml-100k."
-        ),
-    ] = None,
+    data: DataOptions,
     pipeline: Annotated[
         Path | None, typer.Option("--pipeline", help="Saved pipeline directory.")
     ] = None,
@@ -101,21 +122,21 @@ def explain(
 
     from recsage.knowledge.explain import explain_command
 
-    if dataset is not None and pipeline is not None:
+    if data.dataset is not None and pipeline is not None:
         raise ConfigError("give one of --dataset or --pipeline")
     if pipeline is not None:
         from recsage.pipeline.pipeline import Pipeline
 
+        check_artifact(pipeline, "pipeline")
         with console.status(f"loading pipeline {pipeline}…"):
             res = explain_command(user, item, pipeline=Pipeline.open(pipeline), scorer=scorer)
     else:
-        name = dataset or "ml-100k"
-        if name.strip().lower() == "lastfm":
+        if data.spec.strip().lower() == "lastfm":
             from recsage.knowledge.graph import load_lastfm_kg
 
             ds, graph = load_lastfm_kg()
         else:
-            ds, graph = load_data(name), None
+            ds, graph = load_data(data), None
         with console.status("building the knowledge graph…"):
             res = explain_command(user, item, dataset=ds, graph=graph, scorer=scorer)
     exp = res.explanation
@@ -139,7 +160,7 @@ def explain(
 
 # ---- conversational recommendation and local LLMs -------------------------------------------
 def _chat_session(
-    user: str | None, llm: str, dataset: str, pipeline: Path | None, n: int, encoder: str
+    user: str | None, llm: str, data: DataOptions, pipeline: Path | None, n: int, encoder: str
 ) -> Any:
     from recsage.llm.backends.base import default_cache_dir
     from recsage.llm.backends.registry import create_backend
@@ -155,6 +176,9 @@ def _chat_session(
         from recsage.pipeline.pipeline import Pipeline
         from recsage.types import Query
 
+        if data.dataset is not None:
+            raise ConfigError("give one of --dataset or --pipeline")
+        check_artifact(pipeline, "pipeline")
         with console.status("loading the pipeline…"):
             pipe = Pipeline.open(pipeline)
             cat = Catalogue.from_pipeline(pipe)
@@ -166,9 +190,12 @@ def _chat_session(
             idx = pipe.items.lookup([r.item for r in recs])
             pipe_scores[idx] = -np.arange(len(recs), dtype=np.float64)
     else:
-        ds = load_data(dataset)
+        ds = load_data(data)
+        _require_item_text(ds)
         enc = KeywordEncoder() if encoder == "keywords" else None
-        with console.status(f"encoding {ds.n_items:,} item texts (cached after the first run)…"):
+        if enc is None:
+            warm_text_vectors({"text": {}}, ds)  # progress bar the first time, then cached
+        with console.status(f"preparing {ds.n_items:,} items…"):
             cat = Catalogue.from_dataset(ds, encoder=enc)
         if user is not None:
             history = ds.sequences()[ds.users.index_of(user, what="user")]
@@ -180,7 +207,9 @@ def _chat_session(
 
 
 @app.command()
+@data_options
 def chat(
+    data: DataOptions,
     user: Annotated[
         str | None, typer.Option("--user", "-u", help="Blend in this user's long-term taste.")
     ] = None,
@@ -191,7 +220,6 @@ def chat(
             "or an OpenAI-compatible http(s) URL."
         ),
     ] = "none",
-    dataset: DatasetOpt = "ml-100k",
     pipeline: Annotated[
         Path | None, typer.Option(help="Use a saved pipeline's catalogue and ranking.")
     ] = None,
@@ -205,7 +233,7 @@ def chat(
 
     if n < 1:
         raise ConfigError("-n must be >= 1")
-    session = _chat_session(user, llm, dataset, pipeline, n, encoder)
+    session = _chat_session(user, llm, data, pipeline, n, encoder)
     interactive = sys.stdin.isatty()
     if interactive:
         console.print("[dim]say what you feel like watching; 'start over' resets, "

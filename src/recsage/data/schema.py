@@ -23,6 +23,8 @@ class LoadReport:
     rows_read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: (file name, column, what it became) for every column of every file read
+    columns: list[tuple[str, str, str]] = field(default_factory=list)
 
     def drop(self, reason: str, count: int) -> None:
         """Record `count` rows dropped for `reason` (no-op for zero)."""
@@ -121,6 +123,9 @@ class Dataset:
     item_table: pd.DataFrame
     user_table: pd.DataFrame | None = None
     report: LoadReport | None = None
+    #: training weight per event type (e.g. purchase 3, cart 2, view 1); None = every
+    #: interaction weighs 1. `matrix()` then holds, per (user, item), the largest weight.
+    event_weights: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.item_table) != len(self.items):
@@ -140,9 +145,36 @@ class Dataset:
         """The same catalogue and vocabularies over another interaction log."""
         return replace(self, interactions=interactions)
 
-    def matrix(self, *, binary: bool = True) -> sp.csr_matrix:
-        """User x item CSR matrix (duplicates collapse to 1 when binary, else values add)."""
+    def interaction_weights(self) -> np.ndarray | None:
+        """Per-interaction training weight from `event_weights` (None without weights)."""
+        if self.event_weights is None:
+            return None
         inter = self.interactions
+        table = np.array([self.event_weights.get(n, 1.0) for n in inter.event_names], np.float32)
+        return table[inter.event] if len(table) else np.ones(len(inter), np.float32)
+
+    def matrix(self, *, binary: bool | None = None) -> sp.csr_matrix:
+        """User x item CSR matrix.
+
+        Default (`binary=None`): 1 per (user, item) pair, or, when the dataset carries
+        `event_weights`, the largest weight among the pair's events (a viewed-then-bought
+        item weighs as a purchase). `binary=True` forces ones; `binary=False` adds values.
+        """
+        inter = self.interactions
+        weights = self.interaction_weights() if binary is None else None
+        if binary is None:
+            binary = True
+        if weights is not None:
+            key = inter.user * np.int64(max(self.n_items, 1)) + inter.item
+            order = np.lexsort((weights, key))
+            last = np.ones(len(order), bool)
+            last[:-1] = key[order][1:] != key[order][:-1]
+            sel = order[last]
+            return sp.csr_matrix(
+                (weights[sel], (inter.user[sel], inter.item[sel])),
+                shape=(self.n_users, self.n_items),
+                dtype=np.float32,
+            )
         data = np.ones(len(inter), np.float32) if binary else inter.value
         m = sp.csr_matrix(
             (data, (inter.user, inter.item)), shape=(self.n_users, self.n_items), dtype=np.float32
@@ -205,6 +237,9 @@ class Dataset:
             h.update(np.ascontiguousarray(arr).tobytes())
         h.update("\x1f".join(self.items.ids.tolist()).encode())
         h.update("\x1f".join(self.users.ids.tolist()).encode())
+        if self.event_weights is not None:  # weights change what models learn
+            h.update(repr(sorted(self.event_weights.items())).encode())
+            h.update(np.ascontiguousarray(inter.event).tobytes())
         return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, object]:

@@ -1,10 +1,13 @@
-"""Deterministic train/validation/test splits (leave-one-out, temporal, cold item, cold user)."""
+"""Deterministic train/validation/test splits: leave-one-out, temporal, random holdout, k-fold,
+cold item, cold user; optionally only some event types as targets."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recsage.data.schema import Dataset, Interactions
@@ -79,30 +82,85 @@ def _position_from_end(user: np.ndarray) -> np.ndarray:
     return end_for_row - np.arange(n)
 
 
-def leave_one_out(dataset: Dataset, *, dedupe: bool = True) -> LeaveOneOut:
+def target_rows(dataset: Dataset, target_events: Sequence[str] | None) -> np.ndarray:
+    """Boolean per interaction: may it be an evaluation target (its event type is listed)?"""
+    inter = dataset.interactions
+    if not target_events:
+        return np.ones(len(inter), bool)
+    names = list(inter.event_names)
+    unknown = [t for t in target_events if t not in names]
+    if unknown:
+        raise ConfigError(
+            f"target event type(s) {', '.join(unknown)} not in dataset '{dataset.name}' "
+            f"(its event types: {', '.join(names)})"
+        )
+    codes = np.array([names.index(t) for t in target_events], np.int16)
+    return np.isin(inter.event, codes)
+
+
+def _pair_reaches_target(dataset: Dataset, is_target: np.ndarray) -> np.ndarray:
+    """Per interaction: does any interaction of the same (user, item) pair count as a target?"""
+    inter = dataset.interactions
+    key = inter.user * np.int64(max(dataset.n_items, 1)) + inter.item
+    uniq, inv = np.unique(key, return_inverse=True)
+    hit = np.zeros(len(uniq), bool)
+    np.logical_or.at(hit, inv, is_target)
+    return hit[inv]
+
+
+def leave_one_out(
+    dataset: Dataset, *, dedupe: bool = True, target_events: Sequence[str] | None = None
+) -> LeaveOneOut:
     """Per user: last interaction = test target, second-last = validation target.
 
     The test setting fits on everything but the last item; the validation setting on
     everything but the last two. Users with one interaction only train; users with two
     have a test target but no validation target.
+
+    With `target_events` (e.g. ("purchase",)), repeated (user, item) pairs are merged into
+    their first interaction, which counts as a target when any of the pair's events is of
+    a listed type. The test target is the user's last such row that has an earlier row;
+    the setting fits on the rows before it (later rows are left out: they are the future).
+    The validation target is the previous such row, fitted likewise.
     """
     notes: list[str] = []
+    reaches = None
+    if target_events:
+        is_target = target_rows(dataset, target_events)
+        reaches = _pair_reaches_target(dataset, is_target)
     if dedupe:
-        dataset, removed = dedupe_first(dataset)
-        if removed:
-            notes.append(f"{removed:,} repeated (user, item) interactions merged into the first")
+        inter0 = dataset.interactions
+        key = inter0.user * np.int64(dataset.n_items) + inter0.item
+        _, first = np.unique(key, return_index=True)
+        if len(first) < len(inter0):
+            keep = np.zeros(len(inter0), bool)
+            keep[first] = True
+            dataset = dataset.with_interactions(inter0.take(keep))
+            reaches = None if reaches is None else reaches[keep]
+            notes.append(
+                f"{len(inter0) - len(first):,} repeated (user, item) interactions merged into "
+                "the first"
+            )
     inter = dataset.interactions
     if len(inter) == 0:
         raise DataError(f"dataset '{dataset.name}' has no interactions to split")
-    pos = _position_from_end(inter.user)
-    counts = np.bincount(inter.user, minlength=dataset.n_users)
-    row_count = counts[inter.user]
     shape = (dataset.n_users, dataset.n_items)
-
-    test_rows = (pos == 0) & (row_count >= 2)
-    valid_rows = (pos == 1) & (row_count >= 3)
-    test_train = dataset.with_interactions(inter.take(~test_rows))
-    valid_train = dataset.with_interactions(inter.take(~test_rows & ~valid_rows))
+    if reaches is None:
+        pos = _position_from_end(inter.user)
+        counts = np.bincount(inter.user, minlength=dataset.n_users)
+        row_count = counts[inter.user]
+        test_rows = (pos == 0) & (row_count >= 2)
+        valid_rows = (pos == 1) & (row_count >= 3)
+        test_keep = ~test_rows
+        valid_keep = ~test_rows & ~valid_rows
+    else:
+        notes.append(f"targets: {', '.join(target_events or ())} events only")
+        test_rows, test_keep = _last_target_rows(inter, reaches, dataset.n_users)
+        valid_rows, valid_keep = _last_target_rows(
+            inter, reaches & test_keep & ~test_rows, dataset.n_users, within=test_keep
+        )
+    test_train = dataset.with_interactions(inter.take(test_keep))
+    valid_train = dataset.with_interactions(inter.take(valid_keep))
 
     def make(name: str, train: Dataset, rows: np.ndarray) -> Split:
         users = inter.user[rows]
@@ -121,29 +179,77 @@ def leave_one_out(dataset: Dataset, *, dedupe: bool = True) -> LeaveOneOut:
     )
 
 
-def temporal_split(dataset: Dataset, *, test_fraction: float = 0.2) -> Split:
+def _last_target_rows(
+    inter: Interactions, eligible: np.ndarray, n_users: int, within: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user the last `eligible` row having an earlier row (of `within`), and the mask of
+    rows strictly before it (users without a target keep all their `within` rows)."""
+    n = len(inter)
+    within = np.ones(n, bool) if within is None else within
+    starts = np.searchsorted(inter.user, np.arange(n_users))
+    # rank of each row among the user's `within` rows (0 = the first)
+    cum = np.cumsum(within) - within
+    rank = cum - cum[starts[inter.user]]
+    cand = eligible & within & (rank >= 1)
+    last = np.full(n_users, -1, np.int64)
+    idx = np.flatnonzero(cand)
+    np.maximum.at(last, inter.user[idx], idx)
+    rows = np.zeros(n, bool)
+    rows[last[last >= 0]] = True
+    cut = last[inter.user]
+    keep = within & ((cut < 0) | (np.arange(n) < cut))
+    return rows, keep
+
+
+def temporal_split(
+    dataset: Dataset,
+    *,
+    test_fraction: float = 0.2,
+    cutoff: float | None = None,
+    target_events: Sequence[str] | None = None,
+) -> Split:
     """Global time cutoff: interactions after it are targets for users seen before it.
 
-    Targets on items never seen before the cutoff are dropped (counted in notes); use
-    `cold_item_split` to evaluate those.
+    The cutoff is `cutoff` (epoch seconds) when given, else the time that leaves
+    `test_fraction` of the interactions after it. Targets on items never seen before the
+    cutoff are dropped (counted in notes); use `cold_item_split` to evaluate those. With
+    `target_events`, only interactions of those types after the cutoff are targets.
     """
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
     inter = dataset.interactions
     if len(inter) == 0:
         raise DataError(f"dataset '{dataset.name}' has no interactions to split")
-    cutoff = float(np.quantile(inter.timestamp, 1 - test_fraction))
+    if cutoff is None:
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        cutoff = float(np.quantile(inter.timestamp, 1 - test_fraction))
+    else:
+        lo, hi = float(inter.timestamp.min()), float(inter.timestamp.max())
+        if not lo <= cutoff < hi:
+            raise ConfigError(
+                f"cutoff {when_text(cutoff)} is outside the data's time range "
+                f"{when_text(lo)} .. {when_text(hi)}: nothing to train on or nothing to test"
+            )
     before = inter.timestamp <= cutoff
     train = dataset.with_interactions(inter.take(before))
     seen_users = np.bincount(train.interactions.user, minlength=dataset.n_users) > 0
     seen_items = np.bincount(train.interactions.item, minlength=dataset.n_items) > 0
     after = ~before
+    notes = [f"cutoff {when_text(cutoff)}"]
+    if target_events:
+        is_target = target_rows(dataset, target_events)
+        other = int((after & ~is_target).sum())
+        after &= is_target
+        notes.append(f"targets: {', '.join(target_events)} events only ({other:,} others after "
+                     "the cutoff not scored)")  # fmt: skip
     keep = after & seen_users[inter.user] & seen_items[inter.item]
     history = train.matrix()
     # a target already in the history is not a new discovery: drop it
-    already = np.asarray(history[inter.user[keep], inter.item[keep]]).ravel() > 0
+    already = (
+        np.asarray(history[inter.user[keep], inter.item[keep]]).ravel() > 0
+        if keep.any()
+        else np.zeros(0, bool)
+    )
     idx = np.flatnonzero(keep)[~already]
-    notes = [f"cutoff timestamp {cutoff:g}"]
     dropped_user = int((after & ~seen_users[inter.user]).sum())
     dropped_item = int((after & seen_users[inter.user] & ~seen_items[inter.item]).sum())
     for n, why in (
@@ -157,6 +263,187 @@ def temporal_split(dataset: Dataset, *, test_fraction: float = 0.2) -> Split:
     targets = _csr(inter.user[idx], inter.item[idx], shape)
     users = np.flatnonzero(np.diff(targets.indptr) > 0)
     return Split("temporal", train, users, targets, history, notes=notes)
+
+
+def when_text(seconds: float) -> str:
+    """A cutoff for people: an ISO date for real epoch times, the number for synthetic ones."""
+    if seconds >= 86400 * 365:  # after 1971: a real date
+        ts = pd.Timestamp(seconds, unit="s", tz="UTC")
+        return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{seconds:g}"
+
+
+def parse_cutoff(value: str) -> float:
+    """`--cutoff` as epoch seconds: an ISO date/time (UTC) or a number of seconds."""
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"--cutoff {value!r} is neither a date (e.g. 2024-03-01) nor epoch seconds"
+        ) from None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return float(ts.timestamp())
+
+
+def _holdout_pool(
+    dataset: Dataset, target_events: Sequence[str] | None
+) -> tuple[Dataset, np.ndarray, list[str]]:
+    """Deduplicated data and which rows may be held out (users keep >= 1 training row)."""
+    reaches = None
+    if target_events:
+        reaches = _pair_reaches_target(dataset, target_rows(dataset, target_events))
+    inter0 = dataset.interactions
+    key = inter0.user * np.int64(max(dataset.n_items, 1)) + inter0.item
+    _, first = np.unique(key, return_index=True)
+    keep = np.zeros(len(inter0), bool)
+    keep[first] = True
+    notes = []
+    if len(first) < len(inter0):
+        notes.append(f"{len(inter0) - len(first):,} repeated (user, item) interactions merged")
+    dataset = dataset.with_interactions(inter0.take(keep))
+    pool = np.ones(len(dataset.interactions), bool) if reaches is None else reaches[keep]
+    if target_events:
+        notes.append(f"targets: {', '.join(target_events)} events only")
+    if len(dataset.interactions) == 0:
+        raise DataError(f"dataset '{dataset.name}' has no interactions to split")
+    return dataset, pool, notes
+
+
+def _holdout_split(name: str, dataset: Dataset, test: np.ndarray, notes: list[str]) -> Split:
+    inter = dataset.interactions
+    train = dataset.with_interactions(inter.take(~test))
+    shape = (dataset.n_users, dataset.n_items)
+    targets = _csr(inter.user[test], inter.item[test], shape)
+    users = np.flatnonzero(np.diff(targets.indptr) > 0)
+    return Split(name, train, users, targets, train.matrix(), notes=list(notes))
+
+
+def _fold_ids(dataset: Dataset, pool: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number per row (-1 = always trains): each user's poolable rows are shuffled and
+    dealt round-robin to folds, leaving every user at least one training row per fold."""
+    inter = dataset.interactions
+    rng = np.random.default_rng(seed)
+    n = len(inter)
+    fold = np.full(n, -1, np.int64)
+    noise = rng.random(n)
+    order = np.lexsort((noise, inter.user))
+    starts = np.searchsorted(inter.user[order], np.arange(dataset.n_users + 1))
+    for u in range(dataset.n_users):
+        rows = order[starts[u] : starts[u + 1]]
+        if len(rows) < 2:
+            continue
+        cand = rows[pool[rows]]
+        if len(cand) == len(rows):  # keep one row of the user out of every fold
+            cand = cand[1:]
+        if not len(cand):
+            continue
+        offset = int(rng.integers(folds))
+        fold[cand] = (np.arange(len(cand)) + offset) % folds
+    return fold
+
+
+def random_split(
+    dataset: Dataset,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    target_events: Sequence[str] | None = None,
+) -> Split:
+    """Random holdout: per user with >= 2 distinct items, a seeded `test_fraction` of the
+    (deduplicated) interactions become targets, at least one stays in training.
+
+    With `target_events`, only pairs that reach one of those event types are held out.
+    """
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    data, pool, notes = _holdout_pool(dataset, target_events)
+    inter = data.interactions
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(inter), bool)
+    order = np.lexsort((rng.random(len(inter)), inter.user))
+    starts = np.searchsorted(inter.user[order], np.arange(data.n_users + 1))
+    for u in range(data.n_users):
+        rows = order[starts[u] : starts[u + 1]]
+        if len(rows) < 2:
+            continue
+        cand = rows[pool[rows]]
+        if len(cand) == len(rows):
+            cand = cand[1:]
+        k = min(len(cand), max(1, round(test_fraction * len(rows))))
+        test[cand[:k]] = True
+    notes.insert(0, f"random holdout of {test_fraction:.0%} per user (seed {seed})")
+    return _holdout_split("random", data, test, notes)
+
+
+def kfold_splits(
+    dataset: Dataset,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    target_events: Sequence[str] | None = None,
+) -> list[Split]:
+    """`folds` random folds over each user's (deduplicated) interactions.
+
+    Fold f's targets are the rows dealt to f; it trains on everything else. Users with a
+    single interaction always train. Every row is a target in at most one fold.
+    """
+    if folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {folds}")
+    data, pool, notes = _holdout_pool(dataset, target_events)
+    fold = _fold_ids(data, pool, folds, seed)
+    out = []
+    for f in range(folds):
+        fold_notes = [f"fold {f + 1} of {folds} (seed {seed})", *notes]
+        out.append(_holdout_split(f"kfold-{f + 1}/{folds}", data, fold == f, fold_notes))
+    return out
+
+
+#: what each split needs of a user before it can evaluate them
+REQUIREMENTS = {
+    "loo-test": "leave-one-out evaluates users with at least 2 distinct items",
+    "loo-valid": "the leave-one-out validation setting needs users with at least 3 distinct items",
+    "temporal": "the temporal split evaluates users active before the cutoff who, after it, "
+    "touch a new item that was seen before the cutoff",
+    "random": "the random split evaluates users with at least 2 distinct items",
+    "cold-item": "the cold-item split evaluates users with history who later touch one of the "
+    "newest items",
+    "cold-user": "the cold-user split evaluates held-out users with at least 2 interactions",
+}
+
+
+def require_users(
+    split: Split, dataset: Dataset, *, minimum: int = 5, path: str | None = None
+) -> None:
+    """Refuse a split that evaluates fewer than `minimum` users, saying why.
+
+    Metrics over a handful of users are noise (a 9-user HR@10 of 1.0 means nothing), and an
+    empty split would print an empty table. `path` (the data file) prefixes the message.
+    """
+    n = len(split.users)
+    if n >= max(1, minimum):
+        return
+    inter = dataset.interactions
+    distinct = np.zeros(dataset.n_users, np.int64)
+    if len(inter):
+        key = np.unique(inter.user * np.int64(max(dataset.n_items, 1)) + inter.item)
+        distinct = np.bincount(key // max(dataset.n_items, 1), minlength=dataset.n_users)
+    need = REQUIREMENTS.get(split.name) or (
+        REQUIREMENTS["random"] if split.name.startswith("kfold") else ""
+    )
+    raise DataError(
+        f"split '{split.name}' leaves {n} user(s) to evaluate (minimum {minimum}): {need}; "
+        f"dataset '{dataset.name}' has {dataset.n_users:,} users, "
+        f"{int((distinct >= 2).sum()):,} with >= 2 distinct items, longest history "
+        f"{int(distinct.max()) if len(distinct) else 0} item(s)"
+        + ("; " + split.notes[-1] if split.notes else ""),
+        path=path,
+    )
 
 
 def cold_item_split(dataset: Dataset, *, cold_fraction: float = 0.2) -> Split:
@@ -246,6 +533,11 @@ __all__ = [
     "cold_user_split",
     "dedupe_first",
     "given_histories",
+    "kfold_splits",
     "leave_one_out",
+    "parse_cutoff",
+    "random_split",
+    "require_users",
+    "target_rows",
     "temporal_split",
 ]

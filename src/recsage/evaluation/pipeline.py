@@ -59,6 +59,7 @@ def evaluate_pipeline(
     split: Split | None = None,
     name: str = "pipeline",
     batch_size: int = 512,
+    ks: tuple[int, ...] = (10, 20),
 ) -> PipelineReport:
     """Evaluate on the LOO test split: histories include the validation item; items outside
     the final list count as missed. Also traces every stage for recall diagnostics."""
@@ -96,7 +97,7 @@ def evaluate_pipeline(
     def lookup(us: np.ndarray, history: Any = None) -> np.ndarray:
         return scores[[pos[int(x)] for x in us]]
 
-    result = evaluate(lookup, split, name=name)
+    result = evaluate(lookup, split, name=name, ks=ks)
     result.extra["pipeline_seconds"] = total
     ch_all = {k: np.concatenate(v) for k, v in chan_hits.items()}
     found_by = np.sum([v.astype(int) for v in ch_all.values()], axis=0) if ch_all else 0

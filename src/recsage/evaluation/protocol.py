@@ -89,6 +89,10 @@ def evaluate(
     """
     if any(k < 1 for k in ks):
         raise ConfigError(f"cut-offs must be >= 1, got {ks}")
+    if sampled_negatives is not None and sampled_negatives < 1:
+        raise ConfigError(
+            f"sampled negatives must be >= 1, got {sampled_negatives} (None = full ranking)"
+        )
     score_fn = model.score if isinstance(model, SupportsScore) else model
     model_name = str(name or getattr(model, "name", "model"))
     users = split.users

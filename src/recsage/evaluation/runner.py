@@ -12,23 +12,45 @@ from recsage.data.splits import (
     cold_item_split,
     cold_user_split,
     leave_one_out,
+    random_split,
     temporal_split,
 )
 from recsage.errors import ConfigError
 from recsage.evaluation.protocol import EvalResult, evaluate
 from recsage.models.registry import create_model
 
-SPLITS = ("loo", "loo-valid", "temporal", "cold-item", "cold-user")
+SPLITS = ("loo", "loo-valid", "temporal", "random", "kfold", "cold-item", "cold-user")
 
 
-def make_split(dataset: Dataset, name: str = "loo", *, seed: int = 0) -> Split:
-    """The named split of `dataset` ('loo' is the leave-one-out test setting)."""
+def make_split(
+    dataset: Dataset,
+    name: str = "loo",
+    *,
+    seed: int = 0,
+    target_events: Sequence[str] | None = None,
+    cutoff: float | None = None,
+) -> Split:
+    """The named split of `dataset` ('loo' is the leave-one-out test setting).
+
+    `target_events` limits targets to those event types (loo, temporal, random);
+    `cutoff` (epoch seconds) fixes the temporal split's cutoff. 'kfold' gives several
+    splits: use `recsage.data.splits.kfold_splits`.
+    """
+    if target_events and name not in ("loo", "loo-valid", "temporal", "random"):
+        raise ConfigError(f"target event types work with --split loo, temporal, random or "
+                          f"kfold, not {name}")  # fmt: skip
+    if cutoff is not None and name != "temporal":
+        raise ConfigError("--cutoff is the temporal split's; add --split temporal")
     if name == "loo":
-        return leave_one_out(dataset).test
+        return leave_one_out(dataset, target_events=target_events).test
     if name == "loo-valid":
-        return leave_one_out(dataset).valid
+        return leave_one_out(dataset, target_events=target_events).valid
     if name == "temporal":
-        return temporal_split(dataset)
+        return temporal_split(dataset, cutoff=cutoff, target_events=target_events)
+    if name == "random":
+        return random_split(dataset, seed=seed, target_events=target_events)
+    if name == "kfold":
+        raise ConfigError("k-fold makes several splits: use kfold_splits (CLI: --split kfold)")
     if name == "cold-item":
         return cold_item_split(dataset)
     if name == "cold-user":

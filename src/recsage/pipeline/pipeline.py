@@ -174,6 +174,12 @@ class Pipeline:
         return len(self.items) if self.items is not None else 0
 
     @property
+    def event_weights(self) -> dict[str, float] | None:
+        """Training weight per event type of the data it was fitted on (None: all equal)."""
+        weights = self.spec["pipeline"].get("event_weights")
+        return {str(k): float(v) for k, v in weights.items()} if weights else None
+
+    @property
     def model_channels(self) -> list[ModelChannel]:
         return [c for c in self.channels if isinstance(c, ModelChannel)]
 
@@ -197,6 +203,8 @@ class Pipeline:
         self.item_table = dataset.item_table
         self.sequences = dataset.sequences()
         self.data_fingerprint = dataset.fingerprint()
+        if dataset.event_weights:  # saved with the spec: the feedback loop weighs alike
+            self.spec["pipeline"]["event_weights"] = dict(dataset.event_weights)
         loo = leave_one_out(dataset)
         self._prepare_resources(dataset, say)
         self.resources.valid = loo.valid
@@ -229,6 +237,7 @@ class Pipeline:
         self.stats = ItemStats.from_dataset(train)
         for ch in self.channels:
             t0 = time.perf_counter()
+            say(f"fitting channel {ch.name} ({ch.kind})…")
             ch.fit(train, self.resources)
             ch.n_items_fitted = train.n_items
             secs = time.perf_counter() - t0
@@ -245,6 +254,7 @@ class Pipeline:
             stage = self.stages[idx]
             assert isinstance(stage, LearnedStage)
             t0 = time.perf_counter()
+            say(f"training stage {stage.name} ({stage.config.learner}) on {len(users):,} users…")
             parts = []
             for lo in range(0, len(users), batch_size):
                 u = users[lo : lo + batch_size]
@@ -270,6 +280,7 @@ class Pipeline:
             is_val = rng.random(n_groups) < 0.15
             train_d, val_d = data.subset(~is_val), data.subset(is_val)
             stage.ranker = stage.make_ranker()
+            say(f"training stage {stage.name} ({stage.config.learner}) on {n_groups:,} lists…")
             stage.ranker.fit(train_d, val_d)
             self.fit_seconds[f"stage:{stage.name}"] = time.perf_counter() - t0
             say(

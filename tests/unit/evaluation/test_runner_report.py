@@ -49,11 +49,12 @@ def test_reports_on_disk_hold_the_evaluated_numbers(data, results, tmp_path: Pat
     md = paths["markdown"].read_text()
     cols = headline_columns(results)
     header = next(ln for ln in md.splitlines() if ln.startswith("| model |"))
-    assert header.split(" | ")[1 : 1 + len(cols)] == cols
+    assert header.split(" | ")[1 : 2 + len(cols)] == ["users", *cols]
     for r in results:
         row = next(ln for ln in md.splitlines() if ln.startswith(f"| {r.model} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1 : 1 + len(cols)] == [f"{r.metrics[c]:.4f}" for c in cols]
+        assert cells[1] == f"{r.protocol['users']:,}" == f"{len(r.per_user):,}"
+        assert cells[2 : 2 + len(cols)] == [f"{r.metrics[c]:.4f}" for c in cols]
     assert f"{results[0].protocol['users']} users" in md
     assert markdown_table(results) in md
     png = paths["png"].read_bytes()

@@ -39,7 +39,9 @@ def _parse_numbers(src: _Source, col: str, what: str, hint: str = "") -> np.ndar
     """Float column (NaN where empty); unparseable text raises naming the first bad line."""
     series = src.frame[col]
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        nums = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        _refuse_infinite(src, col, what, nums, nums.astype(str))
+        return nums
     text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
     present = (text != "").to_numpy()
     nums = pd.to_numeric(text.where(present, None), errors="coerce").to_numpy(
@@ -48,8 +50,27 @@ def _parse_numbers(src: _Source, col: str, what: str, hint: str = "") -> np.ndar
     bad = present & np.isnan(nums)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise src.error(pos, col, f"cannot parse {what} '{text.iloc[pos]}'{hint}")
+        word = text.iloc[pos]
+        if word.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise src.error(pos, col, f"{what} '{word}' is not a finite number "
+                            f"({int(bad.sum()):,} such row(s)){hint}")  # fmt: skip
+        raise src.error(pos, col, f"cannot parse {what} '{word}'{hint}")
+    _refuse_infinite(src, col, what, nums, text.to_numpy())
     return nums
+
+
+def _refuse_infinite(
+    src: _Source, col: str, what: str, nums: np.ndarray, shown: np.ndarray
+) -> None:
+    """NaN means missing; +-inf is never a usable rating, weight or time."""
+    inf = np.isinf(nums)
+    if inf.any():
+        pos = int(np.flatnonzero(inf)[0])
+        raise src.error(
+            pos,
+            col,
+            f"{what} '{shown[pos]}' is not a finite number ({int(inf.sum()):,} such row(s))",
+        )
 
 
 def _to_seconds(values: pd.Series) -> np.ndarray:
@@ -60,14 +81,19 @@ def _to_seconds(values: pd.Series) -> np.ndarray:
 
 
 def _parse_times(src: _Source, col: str, time_format: str | None) -> np.ndarray:
-    """Timestamps as float seconds: numbers are epoch seconds, strings are parsed as dates."""
+    """Timestamps as float seconds: numbers are epoch seconds, strings are parsed as dates.
+
+    Epoch numbers that only make sense as milli-/micro-/nanoseconds are scaled (noted
+    through `src.notes`); times before 1970 or more than a year ahead are refused.
+    """
     series = src.frame[col]
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return _to_seconds(series)
+        return _check_time_range(src, col, _to_seconds(series), None)
     if time_format is None and (
         pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
     ):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        nums = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return _check_time_range(src, col, _epoch_unit(src, col, nums), None)
     text = series.astype(object).where(series.notna(), "").astype(str).str.strip()
     present = (text != "").to_numpy()
     if time_format is None:
@@ -76,7 +102,7 @@ def _parse_times(src: _Source, col: str, time_format: str | None) -> np.ndarray:
         )
         bad = present & np.isnan(nums)
         if not bad.any():
-            return nums
+            return _check_time_range(src, col, _epoch_unit(src, col, nums), text)
         first = np.flatnonzero(present)[0]
         if not np.isnan(nums[first]):  # the first value is a number: all must be
             pos = int(np.flatnonzero(bad)[0])
@@ -89,9 +115,16 @@ def _parse_times(src: _Source, col: str, time_format: str | None) -> np.ndarray:
     values = text.where(present, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        parsed = pd.to_datetime(values, format=time_format, errors="coerce", utc=True)
-        if time_format is None and (present & parsed.isna().to_numpy()).any():
-            parsed = pd.to_datetime(values, format="mixed", errors="coerce", utc=True)
+        try:
+            parsed = pd.to_datetime(values, format=time_format, errors="coerce", utc=True)
+            if time_format is None and (present & parsed.isna().to_numpy()).any():
+                parsed = pd.to_datetime(values, format="mixed", errors="coerce", utc=True)
+        except (ValueError, OverflowError) as exc:
+            raise DataError(
+                f"cannot parse timestamps: {' '.join(str(exc).split())}",
+                path=str(src.path),
+                column=col,
+            ) from None
     bad = present & parsed.isna().to_numpy()
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
@@ -104,7 +137,59 @@ def _parse_times(src: _Source, col: str, time_format: str | None) -> np.ndarray:
         )
     out = np.full(len(text), np.nan)
     out[present] = _to_seconds(parsed[present])
-    return out
+    return _check_time_range(src, col, out, text)
+
+
+_UNITS = ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"), (1e11, 1e3, "milliseconds"))
+
+
+def _epoch_unit(src: _Source, col: str, nums: np.ndarray) -> np.ndarray:
+    """Scale epoch numbers that are all far too large for seconds (ms, us, ns exports)."""
+    finite = nums[np.isfinite(nums)]
+    if not len(finite):
+        return nums
+    low = float(finite.min())
+    for threshold, scale, unit in _UNITS:
+        if low >= threshold:
+            src.notes.append(f"column '{col}': epoch values read as {unit} (all >= {threshold:g})")
+            return nums / scale
+    return nums
+
+
+#: latest accepted time: a year after loading (later ones are typos or unit mistakes)
+def _latest_time() -> float:
+    import time
+
+    return time.time() + 366 * 86400.0
+
+
+def _check_time_range(
+    src: _Source, col: str, secs: np.ndarray, text: pd.Series | None
+) -> np.ndarray:
+    """Refuse times before 1970-01-01 or more than a year ahead, naming the first row."""
+    with np.errstate(invalid="ignore"):
+        early = secs < 0
+        late = secs > _latest_time()
+    for mask, why in ((early, "before 1970-01-01"), (late, "more than a year in the future")):
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            shown = text.iloc[pos] if text is not None else _iso(secs[pos])
+            raise src.error(
+                pos,
+                col,
+                f"timestamp '{shown}' is {why} ({int(mask.sum()):,} such row(s)); give epoch "
+                "seconds or dates between 1970 and next year",
+            )
+    return secs
+
+
+def _iso(secs: float) -> str:
+    if not np.isfinite(secs):
+        return str(secs)
+    try:
+        return pd.Timestamp(secs, unit="s", tz="UTC").isoformat()
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        return f"{secs:g} s"
 
 
 def _split_categories(series: pd.Series, sep: str | None) -> pd.Series:
@@ -156,8 +241,13 @@ def _assemble(
     unknown_items: UnknownItems = "error",
     item_file: Path | None = None,
     user_order: np.ndarray | None = None,
+    event_weights: dict[str, float] | None = None,
 ) -> tuple[Interactions, Vocabulary, Vocabulary]:
-    """Validate an interaction frame and encode it; drops are counted in `report`."""
+    """Validate an interaction frame and encode it; drops are counted in `report`.
+
+    With `event_weights`, every event type in the file needs a weight (else the file is
+    refused naming the types); rows of weight-0 types are dropped and counted.
+    """
     needed = [cols.user, cols.item] + [c for c in (cols.time, cols.value, cols.event) if c]
     src.require(needed, cols.hint)
     frame = src.frame
@@ -190,10 +280,25 @@ def _assemble(
         gap &= keep
         report.drop("missing event", int(gap.sum()))
         keep &= ~gap
+        if event_weights is not None:
+            keep = _apply_event_weights(src, cols.event, names, keep, event_weights, report)
         codes, uniques = pd.factorize(pd.Series(names[keep], dtype=object))
+        if len(uniques) > 32767:
+            raise DataError(
+                f"{len(uniques):,} distinct event types: is '{cols.event}' really an event "
+                "type column?",
+                path=str(src.path),
+                column=cols.event,
+            )
         event = np.zeros(n, np.int16)
         event[keep] = codes
         event_names = tuple(str(u) for u in uniques)
+    elif event_weights is not None:
+        raise DataError(
+            "--event-weights needs an event type column; name it with --event-col "
+            f"(found: {', '.join(str(c) for c in frame.columns)})",
+            path=str(src.path),
+        )
 
     if item_vocab is not None:
         item_idx = item_vocab.lookup(items)
@@ -207,7 +312,7 @@ def _assemble(
                     cols.item,
                     f"unknown item id '{items[pos]}' (not{where or ' in the item table'}; "
                     f"{int(unknown.sum())} interactions reference unknown items; "
-                    "pass unknown_items='drop' to drop them)",
+                    "pass --unknown-items drop (unknown_items='drop') to drop and count them)",
                 )
             report.drop("unknown item id", int(unknown.sum()))
             keep &= ~unknown
@@ -231,6 +336,37 @@ def _assemble(
         event_names=event_names,
     )
     return inter, users_out, items_out
+
+
+def _apply_event_weights(
+    src: _Source,
+    col: str,
+    names: np.ndarray,
+    keep: np.ndarray,
+    weights: dict[str, float],
+    report: LoadReport,
+) -> np.ndarray:
+    """Refuse event types without a weight; drop (and count) rows of weight-0 types."""
+    counts = pd.Series(names[keep], dtype=object).value_counts()
+    missing = [str(t) for t in counts.index if str(t) not in weights]
+    if missing:
+        shown = ", ".join(f"'{t}' ({int(counts[t]):,} rows)" for t in missing[:5])
+        first = int(np.flatnonzero(keep & np.isin(names, missing))[0])
+        raise src.error(
+            first,
+            col,
+            f"event type(s) without a weight in --event-weights: {shown}; add them "
+            f"(e.g. {missing[0]}=1) or give 0 to drop them",
+        )
+    absent = [t for t in weights if t not in counts.index]
+    if absent:
+        report.notes.append(f"--event-weights names types not in the file: {', '.join(absent)}")
+    zero = [t for t, w in weights.items() if w == 0 and t in counts.index]
+    if zero:
+        drop = keep & np.isin(names, zero)
+        report.drop(f"event type with weight 0 ({', '.join(zero)})", int(drop.sum()))
+        keep = keep & ~drop
+    return keep
 
 
 def _check_unique_ids(src: _Source, col: str, ids: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from recsage.data.schema import Dataset
 from recsage.data.sources.amazon import load_amazon_unisrec
 from recsage.data.sources.movielens import load_ml1m, load_ml100k
-from recsage.data.sources.readers import _TABLE_SUFFIXES, shared_data_dir
+from recsage.data.sources.readers import TABLE_SUFFIXES, shared_data_dir
 from recsage.data.sources.recbole import load_recbole_atomic
 from recsage.data.sources.sequences import load_sequences
 from recsage.data.sources.tables import load_table
@@ -92,11 +92,10 @@ def load_dataset(spec: str, **options: Any) -> Dataset:
         suffix = path.suffix.lower()
         if suffix == ".txt":
             return load_sequences(path, **options)
-        if suffix in _TABLE_SUFFIXES:
+        if suffix in TABLE_SUFFIXES:
             return load_table(path, **options)
         raise DataError(
-            f"unsupported file type '{suffix}' "
-            f"(use .txt sequences or {', '.join(_TABLE_SUFFIXES)})",
+            f"unsupported file type '{suffix}' (use .txt sequences or {', '.join(TABLE_SUFFIXES)})",
             path=str(path),
         )
     known = ", ".join(f"{k} ({v})" for k, v in KNOWN_DATASETS.items())

@@ -29,6 +29,7 @@ import pandas as pd
 from recsage import __version__
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.ranking.stages.base import Stage, StageContext
+from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
 from recsage.types import CandidateBatch
 
 FORMAT = "recsage-cross-encoder/1"
@@ -233,8 +234,6 @@ class CrossEncoderRanker:
         `labels[i][j]` in {0, 1} per doc. `max_minutes` > 0 stops early (then the run is
         no longer a fixed amount of work; the number of steps done is in `history`).
         """
-        import torch
-
         cfg = self.config
         if len(queries) != len(docs):
             raise RecsageError("queries and docs differ in length")
@@ -243,74 +242,82 @@ class CrossEncoderRanker:
         if not len(queries):
             raise RecsageError("no training lists")
         start = time.perf_counter()
-        prev = torch.get_num_threads()
-        prev_det = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(max(1, cfg.threads))
-        torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same weights
-        try:
-            torch.manual_seed(cfg.seed)
-            rng = np.random.default_rng(cfg.seed)
-            model = self.model
-            if cfg.freeze_embeddings:
-                emb = getattr(getattr(model, "base_model", model), "embeddings", None)
-                if emb is not None:
-                    emb.word_embeddings.weight.requires_grad_(False)
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            head = [p for n, p in named if n.startswith(("classifier.", "score."))]
-            body = [p for n, p in named if not n.startswith(("classifier.", "score."))]
-            params = head + body
-            opt = torch.optim.AdamW(
-                [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
-                weight_decay=cfg.weight_decay,
-            )
-            if cfg.loss == "listwise":
-                units: list[tuple[int, int]] = [(i, -1) for i in range(len(queries))]
-            else:
-                units = [(i, j) for i in range(len(queries)) for j in range(len(docs[i]))]
-            per_step = max(1, cfg.lists_per_step)
-            steps_per_epoch = (len(units) + per_step - 1) // per_step
-            total = max(1, steps_per_epoch * cfg.epochs)
-            warm = max(1, int(cfg.warmup * total))
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-            )
-            model.train()
-            step = 0
-            self.history = []
-            stop = False
-            for epoch in range(cfg.epochs):
-                perm = rng.permutation(len(units))
-                running = epoch_loss = 0.0
-                epoch_steps = 0
-                for lo in range(0, len(perm), per_step):
-                    chosen = [units[k] for k in perm[lo : lo + per_step]]
-                    loss = self._loss(chosen, queries, docs, labels)
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    epoch_steps += 1
-                    running += float(loss.detach())
-                    epoch_loss += float(loss.detach())
-                    if progress and step % 50 == 0:
-                        print(f"  step {step}/{total} loss {running / 50:.4f}", flush=True)
-                        running = 0.0
-                    if max_minutes and time.perf_counter() - start > 60 * max_minutes:
-                        stop = True
-                        break
-                self.history.append(
-                    {"epoch": epoch, "steps": step, "loss": epoch_loss / max(1, epoch_steps)}
-                )
-                if stop:
-                    break
-            model.eval()
-        finally:
-            torch.set_num_threads(prev)
-            torch.use_deterministic_algorithms(prev_det)
+        # deterministic algorithms: the same seed gives the same weights
+        with torch_threads(cfg.threads, deterministic=True, warn_only=True):
+            self._train(queries, docs, labels, progress=progress, max_minutes=max_minutes)
         self.fit_seconds = time.perf_counter() - start
         return self
+
+    def _train(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[Sequence[str]],
+        labels: Sequence[Sequence[float]] | None,
+        *,
+        progress: bool,
+        max_minutes: float,
+    ) -> None:
+        import torch
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model = self.model
+        if cfg.freeze_embeddings:
+            emb = getattr(getattr(model, "base_model", model), "embeddings", None)
+            if emb is not None:
+                emb.word_embeddings.weight.requires_grad_(False)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        head = [p for n, p in named if n.startswith(("classifier.", "score."))]
+        body = [p for n, p in named if not n.startswith(("classifier.", "score."))]
+        params = head + body
+        opt = torch.optim.AdamW(
+            [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
+            weight_decay=cfg.weight_decay,
+        )
+        if cfg.loss == "listwise":
+            units: list[tuple[int, int]] = [(i, -1) for i in range(len(queries))]
+        else:
+            units = [(i, j) for i in range(len(queries)) for j in range(len(docs[i]))]
+        per_step = max(1, cfg.lists_per_step)
+        steps_per_epoch = (len(units) + per_step - 1) // per_step
+        total = max(1, steps_per_epoch * cfg.epochs)
+        warm = max(1, int(cfg.warmup * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+        )
+        model.train()
+        done = 0  # optimizer steps over all epochs
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
+            nonlocal done
+            perm = rng.permutation(len(units))
+            epoch_loss, epoch_steps = 0.0, 0
+            for lo in range(0, len(perm), per_step):
+                chosen = [units[k] for k in perm[lo : lo + per_step]]
+                loss = self._loss(chosen, queries, docs, labels)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                done += 1
+                epoch_steps += 1
+                epoch_loss += float(loss.detach())
+                ctx.advance(loss=epoch_loss / epoch_steps)
+                if ctx.out_of_time():  # one epoch can be long: the budget is checked per step
+                    ctx.stop("max_minutes")
+                    break
+            return {"steps": done, "loss": epoch_loss / max(1, epoch_steps)}
+
+        trainer = Trainer(
+            TrainerConfig(
+                name="cross_encoder", max_epochs=cfg.epochs, max_minutes=max_minutes,
+                progress=progress,
+            )
+        )  # fmt: skip
+        self.history = trainer.fit(run_epoch, steps=steps_per_epoch).history
+        model.eval()
 
     def _loss(
         self,

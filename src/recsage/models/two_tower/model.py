@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ from recsage.data.schema import Dataset
 from recsage.data.splits import Split
 from recsage.errors import ConfigError, RecsageError
 from recsage.models.base import Recommender
-from recsage.models.progress import TrainingProgress
 from recsage.models.registry import register
 from recsage.models.two_tower.features import (
     _flatten,
@@ -36,6 +35,8 @@ from recsage.models.two_tower.net import (
     TwoTowerNet,
     UserTower,
 )
+from recsage.models.validation import validation_ndcg
+from recsage.trainer import Checkpoint, EpochContext, Trainer, TrainerConfig, torch_threads
 
 
 @register
@@ -82,13 +83,16 @@ class TwoTower(Recommender):
         user_text_vectors: np.ndarray | None = None,
         extra_item_vectors: np.ndarray | None = None,
         extra_item_mask: np.ndarray | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> TwoTower:
         """Train on `data`'s sequences, early-stopping on `valid` (NDCG@10) when given.
 
         `item_text_vectors` (n_items, d_text): frozen item text vectors (row = dense item
         index); `user_text_vectors` (n_users, d_text): profile-text query vectors for the
         profile map (rows of all-zero = no profile); `extra_item_vectors` (n_items, d_x)
-        with `extra_item_mask` (n_items,) bool: an extra modality fused with text.
+        with `extra_item_mask` (n_items,) bool: an extra modality fused with text. With
+        `checkpoint_dir`, the state is written after every epoch and training resumes from
+        it when present.
         """
         self._fit_args = {
             "valid": valid,
@@ -96,6 +100,7 @@ class TwoTower(Recommender):
             "user_text": user_text_vectors,
             "extra": extra_item_vectors,
             "extra_mask": extra_item_mask,
+            "checkpoint_dir": checkpoint_dir,
         }
         try:
             super().fit(data)
@@ -104,19 +109,11 @@ class TwoTower(Recommender):
         return self
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
-        cfg: TwoTowerConfig = self.config
-        old_threads = torch.get_num_threads()
-        old_det = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(cfg.threads)
         # multi-threaded scatter-adds (gather backward) are otherwise order-dependent
-        torch.use_deterministic_algorithms(True)
-        try:
+        with torch_threads(self.config.threads, deterministic=True):
             self._setup_features(data, matrix)
             self._train(data)
             self._fit_profile_map(data)
-        finally:
-            torch.set_num_threads(old_threads)
-            torch.use_deterministic_algorithms(old_det)
 
     def _setup_features(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         cfg: TwoTowerConfig = self.config
@@ -196,58 +193,48 @@ class TwoTower(Recommender):
         n_samples = cfg.samples_per_epoch or len(flat)
         steps = max(1, n_samples // cfg.batch_size)
         valid: Split | None = self._fit_args.get("valid")
-        best: dict[str, torch.Tensor] | None = None
-        best_ndcg, bad = float("-inf"), 0
-        self.history = []
-        start = time.perf_counter()
-        with TrainingProgress(cfg.progress) as progress:
-            task = progress.add_task("two_tower", total=steps)
-            for epoch in range(1, cfg.max_epochs + 1):
-                t0 = time.perf_counter()
-                rng = np.random.default_rng([cfg.seed, epoch])
-                torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-                positions = rng.choice(len(flat), size=steps * cfg.batch_size, p=probs)
-                net.train()
-                total = 0.0
-                progress.reset(task, description=f"two_tower epoch {epoch}")
-                for s in range(steps):
-                    g = positions[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                    loss = self._step(net, flat, offsets, user_of, g, log_q, seen_items, rng)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach())
-                    progress.update(
-                        task,
-                        advance=1,
-                        description=f"two_tower epoch {epoch} loss {total / (s + 1):.4f}",
-                    )
-                record: dict[str, float] = {
-                    "epoch": epoch,
-                    "loss": total / steps,
-                    "seconds": time.perf_counter() - t0,
-                }
-                if valid is not None:
-                    ndcg = self._validate(valid)
-                    record["ndcg@10"] = ndcg
-                    if ndcg > best_ndcg:
-                        best_ndcg, bad = ndcg, 0
-                        best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                        self.best_epoch = epoch
-                    else:
-                        bad += 1
-                self.history.append(record)
-                progress.log(_describe(record))
-                if bad >= cfg.patience:
-                    break
-                if cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes:
-                    break
-        if best is not None:
-            net.load_state_dict(best)
-            self.best_ndcg = best_ndcg
-        else:
-            self.best_epoch = len(self.history)
-            self.best_ndcg = float("nan")
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
+            rng = ctx.rng
+            assert rng is not None
+            positions = rng.choice(len(flat), size=steps * cfg.batch_size, p=probs)
+            net.train()
+            total = 0.0
+            for s in range(steps):
+                g = positions[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                loss = self._step(net, flat, offsets, user_of, g, log_q, seen_items, rng)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                ctx.advance(loss=total / (s + 1))
+            return {"loss": total / steps}
+
+        trainer = Trainer(
+            TrainerConfig(
+                name="two_tower", max_epochs=cfg.max_epochs, patience=cfg.patience,
+                max_minutes=cfg.max_minutes, seed=cfg.seed, metric="ndcg@10",
+                progress=cfg.progress,
+            )
+        )  # fmt: skip
+        folder = self._fit_args.get("checkpoint_dir")
+        ckpt = None
+        if folder is not None:
+            ckpt = Checkpoint(
+                Path(folder), dataclasses.asdict(cfg), data.fingerprint(),
+                ignore={"max_epochs", "patience", "progress", "threads", "max_minutes"},
+            )  # fmt: skip
+        result = trainer.fit(
+            run_epoch,
+            module=net,
+            optimizer=opt,
+            validate=None if valid is None else lambda: self._validate(valid),
+            steps=steps,
+            checkpoint=ckpt,
+        )
+        self.history = result.history
+        self.best_epoch = result.best_epoch
+        self.best_ndcg = result.best_score
         net.eval()
         self._item_cache = None
 
@@ -314,8 +301,7 @@ class TwoTower(Recommender):
         return per.sum() / valid.sum().clamp_min(1.0)
 
     def _validate(self, valid: Split) -> float:
-        from recsage.evaluation import evaluate
-
+        """Validation NDCG@10 of the current weights (item vectors recomputed)."""
         assert self.net is not None
         self.net.eval()
         self._item_cache = None
@@ -323,10 +309,9 @@ class TwoTower(Recommender):
         def scorer(users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
             return self.score(users, history=history)
 
-        feats = np.zeros((self.n_items, 1), np.float32)
-        result = evaluate(scorer, valid, name="two_tower", ks=(10,), item_features=feats)
+        ndcg = validation_ndcg(scorer, valid, k=10)
         self._item_cache = None
-        return float(result.metrics["ndcg@10"])
+        return ndcg
 
     # ---- text: encoder, catalogue, profile map --------------------------------------
     def text_encoder(self) -> Any:
@@ -718,14 +703,6 @@ class TwoTower(Recommender):
 def _unit(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def _describe(record: dict[str, float]) -> str:
-    parts = [f"two_tower epoch {int(record['epoch'])}", f"loss {record['loss']:.4f}"]
-    parts.append(f"{record['seconds']:.1f}s")
-    if "ndcg@10" in record:
-        parts.append(f"val ndcg@10 {record['ndcg@10']:.4f}")
-    return " | ".join(parts)
 
 
 def sequence_scorer(model: TwoTower, dataset: Dataset) -> Any:

@@ -69,7 +69,7 @@ PIPELINE = ArtifactFormat(
     files=(STATE, "pipeline.toml"), loader="Pipeline.load / --pipeline",
 )  # fmt: skip
 KNOWLEDGE_GRAPH = ArtifactFormat(
-    "recsage-knowledge-graph", 2, "graph", "a knowledge-graph folder",
+    "recsage-knowledge-graph", 2, "knowledge_graph", "a knowledge-graph folder",
     loader="ItemKnowledgeGraph.load",
 )  # fmt: skip
 TRANSE = ArtifactFormat("recsage-transe", 2, "embeddings", "a TransE folder", loader="TransE.load")

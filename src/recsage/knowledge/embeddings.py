@@ -10,7 +10,6 @@ sharing a director, genre or label together. Items without triples get a zero ve
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsage import __version__
+from recsage.artifacts import TRANSE, read_artifact, write_artifact
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.knowledge.graph import ItemKnowledgeGraph
 from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
-
-FORMAT = "recsage-transe/1"
 
 
 @dataclass
@@ -156,40 +153,29 @@ class TransE:
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """`transe.safetensors` (vectors) + `transe.json` (config, losses)."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"entity": self.entity_vectors, "relation": self.relation_vectors},
-            str(path / "transe.safetensors"),
+        """An artifact folder: vectors in `state.safetensors`, config and losses in the
+        manifest."""
+        return write_artifact(
+            path,
+            TRANSE,
+            name="transe",
+            config=dataclasses.asdict(self.config),
+            arrays={"entity": self.entity_vectors, "relation": self.relation_vectors},
+            extra={"losses": self.losses, "fit_seconds": self.fit_seconds},
         )
-        meta = {
-            "format": FORMAT,
-            "package_version": __version__,
-            "config": dataclasses.asdict(self.config),
-            "losses": self.losses,
-            "fit_seconds": self.fit_seconds,
-        }
-        (path / "transe.json").write_text(json.dumps(meta, indent=1))
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> TransE:
-        from safetensors.numpy import load_file
-
-        path = Path(path)
-        if not (path / "transe.json").is_file() or not (path / "transe.safetensors").is_file():
-            raise ArtifactError(f"{path}: not a TransE folder (transe.json + transe.safetensors)")
-        meta = json.loads((path / "transe.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: unsupported format {meta.get('format')!r}")
-        model = cls(TransEConfig(**meta["config"]))
-        arrays = load_file(str(path / "transe.safetensors"))
-        model.entity_vectors, model.relation_vectors = arrays["entity"], arrays["relation"]
-        model.losses = [float(x) for x in meta.get("losses", [])]
-        model.fit_seconds = float(meta.get("fit_seconds", 0.0))
+        """Load embeddings written by `save`."""
+        art = read_artifact(path, TRANSE)
+        model = cls(TransEConfig(**art.config))
+        arrays = art.arrays()
+        try:
+            model.entity_vectors, model.relation_vectors = arrays["entity"], arrays["relation"]
+        except KeyError as exc:
+            raise ArtifactError(f"{art.path}: state.safetensors lacks {exc}") from None
+        model.losses = [float(x) for x in art.get("losses", [])]
+        model.fit_seconds = float(art.get("fit_seconds", 0.0))
         return model
 
 

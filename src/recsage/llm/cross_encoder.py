@@ -7,8 +7,8 @@ with a listwise loss (softmax over 1 positive + k hard negatives) or a pointwise
 stage, blending the cross-encoder score with the incoming score (both z-scored per list).
 `train_cross_encoder` builds the training lists from a fitted pipeline's own candidates.
 
-Artifacts: `save_pretrained` safetensors weights + tokenizer JSON/text files + a JSON
-config; never pickle.
+Artifacts: `recsage.artifacts` folders whose native files are the `save_pretrained`
+safetensors weights and tokenizer JSON/text files; never pickle.
 """
 
 from __future__ import annotations
@@ -26,14 +26,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsage import __version__
-from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.artifacts import (
+    CROSS_ENCODER,
+    CROSS_ENCODER_STAGE,
+    read_artifact,
+    write_artifact,
+)
+from recsage.errors import ConfigError, RecsageError
 from recsage.ranking.stages.base import Stage, StageContext
 from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
 from recsage.types import CandidateBatch
 
-FORMAT = "recsage-cross-encoder/1"
-CONFIG_FILE = "cross_encoder.json"
 CATALOGUE_FILE = "catalogue.json"
 
 
@@ -348,34 +351,30 @@ class CrossEncoderRanker:
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Weights (safetensors), tokenizer files and `cross_encoder.json`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(path))
-        meta = {
-            "format": FORMAT,
-            "package_version": __version__,
-            "config": dataclasses.asdict(self.config),
-            "history": self.history,
-            "fit_seconds": self.fit_seconds,
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
-        return path
+        """An artifact folder: Hugging Face weights (safetensors) and tokenizer files as
+        native files, config and training history in the manifest."""
+
+        def write(folder: Path) -> None:
+            self.model.save_pretrained(str(folder), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder))
+
+        return write_artifact(
+            path,
+            CROSS_ENCODER,
+            name="cross_encoder",
+            config=dataclasses.asdict(self.config),
+            extra={"history": self.history, "fit_seconds": self.fit_seconds},
+            write=write,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> CrossEncoderRanker:
         """Load a fine-tuned ranker saved by `save` (offline)."""
-        path = Path(path)
-        if not (path / CONFIG_FILE).is_file():
-            raise ArtifactError(f"{path}: not a cross-encoder folder (missing {CONFIG_FILE})")
-        meta = json.loads((path / CONFIG_FILE).read_text())
-        if meta.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: unsupported format {meta.get('format')!r}")
-        cfg = CrossEncoderConfig(**{**meta["config"], "base": str(path)})
+        art = read_artifact(path, CROSS_ENCODER)
+        cfg = CrossEncoderConfig(**{**art.config, "base": str(art.path)})
         ranker = cls(cfg)
-        ranker.history = meta.get("history", [])
-        ranker.fit_seconds = float(meta.get("fit_seconds", 0.0))
+        ranker.history = list(art.get("history", []))
+        ranker.fit_seconds = float(art.get("fit_seconds", 0.0))
         return ranker
 
 
@@ -508,18 +507,25 @@ class CrossEncoderStage(Stage):
         return out.astype(np.float32)
 
     def save(self, path: Path) -> None:
-        if self.ranker is None or self.catalogue is None:
+        """An artifact folder: the ranker in `model/`, the item texts in `catalogue.json`."""
+        ranker, catalogue = self.ranker, self.catalogue
+        if ranker is None or catalogue is None:
             return
-        self.ranker.save(path / "model")
-        (path / CATALOGUE_FILE).write_text(json.dumps(self.catalogue.to_json()))
+
+        def write(folder: Path) -> None:
+            ranker.save(folder / "model")
+            (folder / CATALOGUE_FILE).write_text(json.dumps(catalogue.to_json()))
+
+        write_artifact(
+            path, CROSS_ENCODER_STAGE, name=self.name, config=dataclasses.asdict(self.config),
+            write=write,
+        )  # fmt: skip
 
     def load(self, path: Path) -> None:
-        path = Path(path)
-        model = path / "model" if (path / "model" / CONFIG_FILE).is_file() else path
-        self.ranker = CrossEncoderRanker.load(model)
-        if not (path / CATALOGUE_FILE).is_file():
-            raise ArtifactError(f"{path}: missing {CATALOGUE_FILE} (item texts)")
-        self.catalogue = TextCatalogue.from_json(json.loads((path / CATALOGUE_FILE).read_text()))
+        art = read_artifact(path, CROSS_ENCODER_STAGE)
+        self.ranker = CrossEncoderRanker.load(art.file("model"))
+        catalogue = json.loads(art.file(CATALOGUE_FILE).read_text())
+        self.catalogue = TextCatalogue.from_json(catalogue)
 
 
 @dataclass

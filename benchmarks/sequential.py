@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine
 
+from recsage.component import build_config
 from recsage.data.schema import Dataset
 from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
 from recsage.models import EASE, Popularity
-from recsage.models.base import config_from_dict
 from recsage.models.sasrec.model import SASRec, sequence_scorer
 from recsage.models.sasrec.net import SASRecConfig
 
@@ -79,7 +79,7 @@ def ablation_variants(base: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """One change at a time from `base`: loss, depth, history length, text adapter."""
     max_len = int(base.get("max_len", SASRecConfig.max_len))
     layers = int(base.get("layers", SASRecConfig.layers))
-    base_cfg = vars(config_from_dict(SASRecConfig, base))
+    base_cfg = vars(build_config(SASRecConfig, base))
     variants = [
         ("base", {}),
         ("loss=sampled (256 uniform negatives)", {"loss": "sampled", "negatives": 256}),
@@ -245,7 +245,7 @@ def run_sasrec(
     checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train with early stopping on validation; score the test split once (if asked)."""
-    cfg: SASRecConfig = config_from_dict(SASRecConfig, params)
+    cfg: SASRecConfig = build_config(SASRecConfig, params)
     model = SASRec(cfg)
     vecs = text_vectors if cfg.text != "none" else None
     print(f"  [{label}] training {params}", flush=True)

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, write_result
 from sequential import load_text_vectors, pick
 
+from recsage.component import build_config
 from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import leave_one_out
 from recsage.evaluation import evaluate
 from recsage.models import EASE, Popularity
-from recsage.models.base import config_from_dict
 from recsage.models.sasrec.model import SASRec
 from recsage.models.sasrec.net import SASRecConfig
 
@@ -70,7 +70,7 @@ def train(
     text: np.ndarray | None,
     init: SASRec | None = None,
 ) -> tuple[SASRec, dict[str, Any]]:
-    cfg = config_from_dict(SASRecConfig, params)
+    cfg = build_config(SASRecConfig, params)
     model = SASRec(cfg)
     print(f"  [{label}] training {params}", flush=True)
     start = time.perf_counter()

@@ -8,10 +8,55 @@ hand-checkable definitions live in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
 MISSED = 2**62  # position of a target that cannot be ranked (excluded or unscorable)
+
+
+@dataclass
+class RankedBatch:
+    """One batch of evaluated users: their scores over every item, the items that take
+    part in the ranking (`eligible`: candidates minus history) and their targets."""
+
+    users: np.ndarray
+    scores: np.ndarray
+    eligible: np.ndarray
+    targets: sp.csr_matrix
+
+
+def ranked_batches(
+    score_fn: Callable[..., np.ndarray],
+    users: np.ndarray,
+    history: sp.csr_matrix,
+    targets: sp.csr_matrix,
+    *,
+    pass_history: bool = False,
+    candidates: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> Iterator[RankedBatch]:
+    """Score `users` in batches with `score_fn(batch, history=...)` and mark what is ranked.
+
+    `history` / `targets` are CSR rows indexed by user; `pass_history` hands each batch's
+    history rows to the scorer (cold users) instead of None; `candidates` (item indices)
+    restricts the ranking. The one batching step behind evaluation and model validation.
+    """
+    users = np.asarray(users)
+    for lo in range(0, len(users), batch_size):
+        batch = users[lo : lo + batch_size]
+        hist = history[batch]
+        scores = np.asarray(score_fn(batch, history=hist if pass_history else None))
+        if candidates is None:
+            eligible = np.ones(scores.shape, bool)
+        else:
+            mask = np.zeros(scores.shape[1], bool)
+            mask[candidates] = True
+            eligible = np.broadcast_to(mask, scores.shape).copy()
+        eligible[hist.nonzero()] = False
+        yield RankedBatch(batch, scores, eligible, targets[batch])
 
 
 def target_positions(

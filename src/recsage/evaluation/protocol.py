@@ -18,6 +18,7 @@ from recsage.metrics import (
     intra_list_diversity,
     metrics_from_positions,
     novelty,
+    ranked_batches,
     target_positions,
 )
 from recsage.types import top_k
@@ -110,22 +111,19 @@ def evaluate(
     start = time.perf_counter()
     per_metric: dict[str, list[np.ndarray]] = {}
     lists: list[np.ndarray] = []
-    for lo in range(0, len(users), batch_size):
-        batch = users[lo : lo + batch_size]
-        hist = split.history[batch]
-        scores = np.asarray(score_fn(batch, history=hist if history_given else None))
-        eligible = np.broadcast_to(cand_mask, scores.shape).copy()
-        eligible[hist.nonzero()] = False
-        targets = split.targets[batch]
+    batches = ranked_batches(
+        score_fn, users, split.history, split.targets, pass_history=history_given,
+        candidates=split.candidates, batch_size=batch_size,
+    )  # fmt: skip
+    for rb in batches:
+        eligible = rb.eligible
         if sampled_negatives:
-            eligible = _sample_negatives(eligible, targets, sampled_negatives, rng)
-        positions = target_positions(scores, targets, eligible)
+            eligible = _sample_negatives(eligible, rb.targets, sampled_negatives, rng)
+        positions = target_positions(rb.scores, rb.targets, eligible)
         for key, vals in metrics_from_positions(positions, ks).items():
             per_metric.setdefault(key, []).append(vals)
         if not sampled_negatives:
-            full_elig = np.broadcast_to(cand_mask, scores.shape).copy()
-            full_elig[hist.nonzero()] = False
-            lists.append(top_k(scores, full_elig, list_k))
+            lists.append(top_k(rb.scores, rb.eligible, list_k))
     seconds = time.perf_counter() - start
 
     prefix = f"sampled{sampled_negatives}_" if sampled_negatives else ""

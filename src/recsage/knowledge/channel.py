@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recsage.artifacts import KNOWLEDGE_GRAPH, is_artifact
 from recsage.data.schema import Dataset
 from recsage.errors import RecsageError
 from recsage.knowledge.embeddings import TransE, TransEConfig, recency_profile
-from recsage.knowledge.graph import META_FILE, ItemKnowledgeGraph
+from recsage.knowledge.graph import ItemKnowledgeGraph
 from recsage.models.base import Recommender
 from recsage.retrieval.channels.base import Resources
 from recsage.retrieval.channels.model import ModelChannel
@@ -51,7 +52,7 @@ class KGModelConfig:
 def graph_for(data: Dataset, spec: str) -> ItemKnowledgeGraph:
     """The graph a KG model trains on: a saved graph folder, or one built for `data`."""
     folder = Path(spec).expanduser() if spec not in ("", "auto", "none") else None
-    if folder is not None and (folder / META_FILE).is_file():
+    if folder is not None and is_artifact(folder, KNOWLEDGE_GRAPH):
         graph = ItemKnowledgeGraph.load(folder)
         if graph.n_items != data.n_items:
             raise RecsageError(

@@ -10,7 +10,6 @@ sharing a director, genre or label together. Items without triples get a zero ve
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsage import __version__
+from recsage.artifacts import TRANSE, read_artifact, write_artifact
 from recsage.component import resolve_config
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.knowledge.graph import ItemKnowledgeGraph
-
-FORMAT = "recsage-transe/1"
+from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
 
 
 @dataclass
@@ -56,64 +54,71 @@ class TransE:
 
     def fit(self, graph: ItemKnowledgeGraph) -> TransE:
         """Train on every triple of `graph` (deterministic for a seed and thread count)."""
-        import torch
-
         cfg = self.config
         if graph.n_triples == 0:
             raise RecsageError("cannot train TransE on a graph without triples")
         start = time.perf_counter()
-        prev_threads = torch.get_num_threads()
-        prev_det = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(max(1, cfg.threads))
         # parallel scatter-adds in the backward pass would otherwise vary from run to run
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            torch.manual_seed(cfg.seed)
-            rng = np.random.default_rng(cfg.seed)
-            n_ent, n_rel, dim = graph.n_entities, graph.n_relations, cfg.dim
-            bound = 6.0 / np.sqrt(dim)
-            ent = torch.nn.Parameter(torch.empty(n_ent, dim).uniform_(-bound, bound))
-            rel = torch.nn.Parameter(torch.empty(n_rel, dim).uniform_(-bound, bound))
-            with torch.no_grad():
-                rel.div_(rel.norm(dim=1, keepdim=True).clamp_min(1e-12))
-            opt = torch.optim.Adam([ent, rel], lr=cfg.lr)
-            h_all = torch.from_numpy(graph.head)
-            r_all = torch.from_numpy(graph.relation)
-            t_all = torch.from_numpy(graph.tail)
-            n = graph.n_triples
-            self.losses = []
-            for _ in range(cfg.epochs):
-                order = torch.from_numpy(rng.permutation(n))
-                corrupt = torch.from_numpy(rng.integers(0, n_ent, n))
-                side = torch.from_numpy(rng.random(n) < 0.5)
-                total = 0.0
-                for lo in range(0, n, cfg.batch_size):
-                    idx = order[lo : lo + cfg.batch_size]
-                    h, r, t = h_all[idx], r_all[idx], t_all[idx]
-                    c, s = corrupt[idx], side[idx]
-                    h_neg = torch.where(s, c, h)
-                    t_neg = torch.where(s, t, c)
-                    # entities are used on the unit sphere (TransE's norm constraint)
-                    e = torch.nn.functional.normalize(ent[torch.cat([h, t, h_neg, t_neg])], dim=1)
-                    eh, et, ehn, etn = e.split(len(idx))
-                    rv = rel[r]
-                    pos = (eh + rv - et).norm(p=cfg.p_norm, dim=1)
-                    neg = (ehn + rv - etn).norm(p=cfg.p_norm, dim=1)
-                    loss = torch.relu(cfg.margin + pos - neg).mean()
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                self.losses.append(total / n)
-            with torch.no_grad():
-                ent_out = torch.nn.functional.normalize(ent, dim=1)
-            self.entity_vectors = ent_out.numpy().astype(np.float32)
-            self.relation_vectors = rel.detach().numpy().astype(np.float32)
-        finally:
-            torch.set_num_threads(prev_threads)
-            torch.use_deterministic_algorithms(prev_det)
+        with torch_threads(cfg.threads, deterministic=True, warn_only=True):
+            self._train(graph)
         self.fit_seconds = time.perf_counter() - start
         return self
+
+    def _train(self, graph: ItemKnowledgeGraph) -> None:
+        import torch
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)  # one stream over all epochs
+        n_ent, n_rel, dim = graph.n_entities, graph.n_relations, cfg.dim
+        bound = 6.0 / np.sqrt(dim)
+        params = torch.nn.ParameterDict(
+            {
+                "entity": torch.nn.Parameter(torch.empty(n_ent, dim).uniform_(-bound, bound)),
+                "relation": torch.nn.Parameter(torch.empty(n_rel, dim).uniform_(-bound, bound)),
+            }
+        )
+        ent, rel = params["entity"], params["relation"]
+        with torch.no_grad():
+            rel.div_(rel.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        opt = torch.optim.Adam([ent, rel], lr=cfg.lr)
+        h_all = torch.from_numpy(graph.head)
+        r_all = torch.from_numpy(graph.relation)
+        t_all = torch.from_numpy(graph.tail)
+        n = graph.n_triples
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
+            order = torch.from_numpy(rng.permutation(n))
+            corrupt = torch.from_numpy(rng.integers(0, n_ent, n))
+            side = torch.from_numpy(rng.random(n) < 0.5)
+            total = 0.0
+            for lo in range(0, n, cfg.batch_size):
+                idx = order[lo : lo + cfg.batch_size]
+                h, r, t = h_all[idx], r_all[idx], t_all[idx]
+                c, s = corrupt[idx], side[idx]
+                h_neg = torch.where(s, c, h)
+                t_neg = torch.where(s, t, c)
+                # entities are used on the unit sphere (TransE's norm constraint)
+                e = torch.nn.functional.normalize(ent[torch.cat([h, t, h_neg, t_neg])], dim=1)
+                eh, et, ehn, etn = e.split(len(idx))
+                rv = rel[r]
+                pos = (eh + rv - et).norm(p=cfg.p_norm, dim=1)
+                neg = (ehn + rv - etn).norm(p=cfg.p_norm, dim=1)
+                loss = torch.relu(cfg.margin + pos - neg).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            return {"loss": total / n}
+
+        result = Trainer(TrainerConfig(name="transe", max_epochs=cfg.epochs)).fit(
+            run_epoch, module=params
+        )
+        self.losses = [float(r["loss"]) for r in result.history]
+        with torch.no_grad():
+            ent_out = torch.nn.functional.normalize(ent, dim=1)
+        self.entity_vectors = ent_out.numpy().astype(np.float32)
+        self.relation_vectors = rel.detach().numpy().astype(np.float32)
 
     def item_vectors(self, graph: ItemKnowledgeGraph, *, propagate: float = 1.0) -> np.ndarray:
         """(n_items, dim) L2-normalised item vectors; zero rows for items without triples.
@@ -144,40 +149,29 @@ class TransE:
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """`transe.safetensors` (vectors) + `transe.json` (config, losses)."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"entity": self.entity_vectors, "relation": self.relation_vectors},
-            str(path / "transe.safetensors"),
+        """An artifact folder: vectors in `state.safetensors`, config and losses in the
+        manifest."""
+        return write_artifact(
+            path,
+            TRANSE,
+            name="transe",
+            config=dataclasses.asdict(self.config),
+            arrays={"entity": self.entity_vectors, "relation": self.relation_vectors},
+            extra={"losses": self.losses, "fit_seconds": self.fit_seconds},
         )
-        meta = {
-            "format": FORMAT,
-            "package_version": __version__,
-            "config": dataclasses.asdict(self.config),
-            "losses": self.losses,
-            "fit_seconds": self.fit_seconds,
-        }
-        (path / "transe.json").write_text(json.dumps(meta, indent=1))
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> TransE:
-        from safetensors.numpy import load_file
-
-        path = Path(path)
-        if not (path / "transe.json").is_file() or not (path / "transe.safetensors").is_file():
-            raise ArtifactError(f"{path}: not a TransE folder (transe.json + transe.safetensors)")
-        meta = json.loads((path / "transe.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: unsupported format {meta.get('format')!r}")
-        model = cls(TransEConfig(**meta["config"]))
-        arrays = load_file(str(path / "transe.safetensors"))
-        model.entity_vectors, model.relation_vectors = arrays["entity"], arrays["relation"]
-        model.losses = [float(x) for x in meta.get("losses", [])]
-        model.fit_seconds = float(meta.get("fit_seconds", 0.0))
+        """Load embeddings written by `save`."""
+        art = read_artifact(path, TRANSE)
+        model = cls(TransEConfig(**art.config))
+        arrays = art.arrays()
+        try:
+            model.entity_vectors, model.relation_vectors = arrays["entity"], arrays["relation"]
+        except KeyError as exc:
+            raise ArtifactError(f"{art.path}: state.safetensors lacks {exc}") from None
+        model.losses = [float(x) for x in art.get("losses", [])]
+        model.fit_seconds = float(art.get("fit_seconds", 0.0))
         return model
 
 

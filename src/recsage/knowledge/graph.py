@@ -5,12 +5,12 @@ an external entity linked to an item (a Freebase MID, a Satori id) *becomes* tha
 Other entities are attribute values built from the item table (genre, decade, brand) or
 external entities named by their id (Freebase MIDs carry no names in the shipped files, so a
 MID is shown as itself, e.g. ``m.0bln8``). Triples are three int64 arrays, sorted and unique;
-per-relation scipy CSR adjacency is built on demand. Saved as safetensors + JSON, never pickle.
+per-relation scipy CSR adjacency is built on demand. Saved as a `recsage.artifacts` folder
+(safetensors + manifest), never pickle.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +21,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsage import __version__
+from recsage.artifacts import KNOWLEDGE_GRAPH, read_artifact, write_artifact
 from recsage.data.schema import Dataset
 from recsage.errors import ArtifactError, DataError, RecsageError
 
 FORMAT = "recsage-kg/1"
-ARRAYS_FILE = "graph.safetensors"
-META_FILE = "graph.json"
 KINDS = ("item", "attribute", "external")
 ITEM, ATTRIBUTE, EXTERNAL = 0, 1, 2
 _ITEM_KEY = "\x00item:"  # namespace for "this key is dense item index N" inside builders
@@ -342,31 +341,20 @@ class ItemKnowledgeGraph:
             raise ArtifactError(f"knowledge graph artifact lacks {exc}") from None
 
     def save(self, path: str | Path) -> Path:
-        """Directory with `graph.safetensors` (int arrays) and `graph.json` (names)."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in self.arrays().items()},
-                  str(path / ARRAYS_FILE))  # fmt: skip
-        (path / META_FILE).write_text(json.dumps(self.meta()))
-        return path
+        """An artifact folder: int arrays in `state.safetensors`, names in the manifest."""
+        return write_artifact(
+            path, KNOWLEDGE_GRAPH, name="ItemKnowledgeGraph", arrays=self.arrays(),
+            extra={"graph": self.meta()},
+        )  # fmt: skip
 
     @classmethod
     def load(cls, path: str | Path) -> ItemKnowledgeGraph:
         """Load a graph written by `save`."""
-        from safetensors.numpy import load_file
-
-        path = Path(path)
-        if not (path / ARRAYS_FILE).is_file() or not (path / META_FILE).is_file():
-            raise ArtifactError(
-                f"{path}: not a knowledge-graph folder (needs {ARRAYS_FILE} and {META_FILE})"
-            )
+        art = read_artifact(path, KNOWLEDGE_GRAPH)
         try:
-            meta = json.loads((path / META_FILE).read_text())
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{path / META_FILE}: unreadable ({exc})") from None
-        return cls.from_parts(load_file(str(path / ARRAYS_FILE)), meta)
+            return cls.from_parts(art.arrays(), dict(art.get("graph") or {}))
+        except ArtifactError as exc:
+            raise ArtifactError(f"{art.path}: {exc}") from None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

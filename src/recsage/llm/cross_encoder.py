@@ -7,8 +7,8 @@ with a listwise loss (softmax over 1 positive + k hard negatives) or a pointwise
 stage, blending the cross-encoder score with the incoming score (both z-scored per list).
 `train_cross_encoder` builds the training lists from a fitted pipeline's own candidates.
 
-Artifacts: `save_pretrained` safetensors weights + tokenizer JSON/text files + a JSON
-config; never pickle.
+Artifacts: `recsage.artifacts` folders whose native files are the `save_pretrained`
+safetensors weights and tokenizer JSON/text files; never pickle.
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsage import __version__
+from recsage.artifacts import (
+    CROSS_ENCODER,
+    CROSS_ENCODER_STAGE,
+    read_artifact,
+    write_artifact,
+)
 from recsage.component import resolve_config
-from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.errors import ConfigError, RecsageError
 from recsage.ranking.stages.base import Stage, StageContext
+from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
 from recsage.types import CandidateBatch
 
-FORMAT = "recsage-cross-encoder/1"
-CONFIG_FILE = "cross_encoder.json"
 CATALOGUE_FILE = "catalogue.json"
 
 
@@ -228,8 +232,6 @@ class CrossEncoderRanker:
         `labels[i][j]` in {0, 1} per doc. `max_minutes` > 0 stops early (then the run is
         no longer a fixed amount of work; the number of steps done is in `history`).
         """
-        import torch
-
         cfg = self.config
         if len(queries) != len(docs):
             raise RecsageError("queries and docs differ in length")
@@ -238,74 +240,82 @@ class CrossEncoderRanker:
         if not len(queries):
             raise RecsageError("no training lists")
         start = time.perf_counter()
-        prev = torch.get_num_threads()
-        prev_det = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(max(1, cfg.threads))
-        torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same weights
-        try:
-            torch.manual_seed(cfg.seed)
-            rng = np.random.default_rng(cfg.seed)
-            model = self.model
-            if cfg.freeze_embeddings:
-                emb = getattr(getattr(model, "base_model", model), "embeddings", None)
-                if emb is not None:
-                    emb.word_embeddings.weight.requires_grad_(False)
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            head = [p for n, p in named if n.startswith(("classifier.", "score."))]
-            body = [p for n, p in named if not n.startswith(("classifier.", "score."))]
-            params = head + body
-            opt = torch.optim.AdamW(
-                [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
-                weight_decay=cfg.weight_decay,
-            )
-            if cfg.loss == "listwise":
-                units: list[tuple[int, int]] = [(i, -1) for i in range(len(queries))]
-            else:
-                units = [(i, j) for i in range(len(queries)) for j in range(len(docs[i]))]
-            per_step = max(1, cfg.lists_per_step)
-            steps_per_epoch = (len(units) + per_step - 1) // per_step
-            total = max(1, steps_per_epoch * cfg.epochs)
-            warm = max(1, int(cfg.warmup * total))
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-            )
-            model.train()
-            step = 0
-            self.history = []
-            stop = False
-            for epoch in range(cfg.epochs):
-                perm = rng.permutation(len(units))
-                running = epoch_loss = 0.0
-                epoch_steps = 0
-                for lo in range(0, len(perm), per_step):
-                    chosen = [units[k] for k in perm[lo : lo + per_step]]
-                    loss = self._loss(chosen, queries, docs, labels)
-                    opt.zero_grad()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    epoch_steps += 1
-                    running += float(loss.detach())
-                    epoch_loss += float(loss.detach())
-                    if progress and step % 50 == 0:
-                        print(f"  step {step}/{total} loss {running / 50:.4f}", flush=True)
-                        running = 0.0
-                    if max_minutes and time.perf_counter() - start > 60 * max_minutes:
-                        stop = True
-                        break
-                self.history.append(
-                    {"epoch": epoch, "steps": step, "loss": epoch_loss / max(1, epoch_steps)}
-                )
-                if stop:
-                    break
-            model.eval()
-        finally:
-            torch.set_num_threads(prev)
-            torch.use_deterministic_algorithms(prev_det)
+        # deterministic algorithms: the same seed gives the same weights
+        with torch_threads(cfg.threads, deterministic=True, warn_only=True):
+            self._train(queries, docs, labels, progress=progress, max_minutes=max_minutes)
         self.fit_seconds = time.perf_counter() - start
         return self
+
+    def _train(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[Sequence[str]],
+        labels: Sequence[Sequence[float]] | None,
+        *,
+        progress: bool,
+        max_minutes: float,
+    ) -> None:
+        import torch
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model = self.model
+        if cfg.freeze_embeddings:
+            emb = getattr(getattr(model, "base_model", model), "embeddings", None)
+            if emb is not None:
+                emb.word_embeddings.weight.requires_grad_(False)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        head = [p for n, p in named if n.startswith(("classifier.", "score."))]
+        body = [p for n, p in named if not n.startswith(("classifier.", "score."))]
+        params = head + body
+        opt = torch.optim.AdamW(
+            [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
+            weight_decay=cfg.weight_decay,
+        )
+        if cfg.loss == "listwise":
+            units: list[tuple[int, int]] = [(i, -1) for i in range(len(queries))]
+        else:
+            units = [(i, j) for i in range(len(queries)) for j in range(len(docs[i]))]
+        per_step = max(1, cfg.lists_per_step)
+        steps_per_epoch = (len(units) + per_step - 1) // per_step
+        total = max(1, steps_per_epoch * cfg.epochs)
+        warm = max(1, int(cfg.warmup * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+        )
+        model.train()
+        done = 0  # optimizer steps over all epochs
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
+            nonlocal done
+            perm = rng.permutation(len(units))
+            epoch_loss, epoch_steps = 0.0, 0
+            for lo in range(0, len(perm), per_step):
+                chosen = [units[k] for k in perm[lo : lo + per_step]]
+                loss = self._loss(chosen, queries, docs, labels)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                done += 1
+                epoch_steps += 1
+                epoch_loss += float(loss.detach())
+                ctx.advance(loss=epoch_loss / epoch_steps)
+                if ctx.out_of_time():  # one epoch can be long: the budget is checked per step
+                    ctx.stop("max_minutes")
+                    break
+            return {"steps": done, "loss": epoch_loss / max(1, epoch_steps)}
+
+        trainer = Trainer(
+            TrainerConfig(
+                name="cross_encoder", max_epochs=cfg.epochs, max_minutes=max_minutes,
+                progress=progress,
+            )
+        )  # fmt: skip
+        self.history = trainer.fit(run_epoch, steps=steps_per_epoch).history
+        model.eval()
 
     def _loss(
         self,
@@ -336,34 +346,30 @@ class CrossEncoderRanker:
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Weights (safetensors), tokenizer files and `cross_encoder.json`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(path))
-        meta = {
-            "format": FORMAT,
-            "package_version": __version__,
-            "config": dataclasses.asdict(self.config),
-            "history": self.history,
-            "fit_seconds": self.fit_seconds,
-        }
-        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
-        return path
+        """An artifact folder: Hugging Face weights (safetensors) and tokenizer files as
+        native files, config and training history in the manifest."""
+
+        def write(folder: Path) -> None:
+            self.model.save_pretrained(str(folder), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder))
+
+        return write_artifact(
+            path,
+            CROSS_ENCODER,
+            name="cross_encoder",
+            config=dataclasses.asdict(self.config),
+            extra={"history": self.history, "fit_seconds": self.fit_seconds},
+            write=write,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> CrossEncoderRanker:
         """Load a fine-tuned ranker saved by `save` (offline)."""
-        path = Path(path)
-        if not (path / CONFIG_FILE).is_file():
-            raise ArtifactError(f"{path}: not a cross-encoder folder (missing {CONFIG_FILE})")
-        meta = json.loads((path / CONFIG_FILE).read_text())
-        if meta.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: unsupported format {meta.get('format')!r}")
-        cfg = CrossEncoderConfig(**{**meta["config"], "base": str(path)})
+        art = read_artifact(path, CROSS_ENCODER)
+        cfg = CrossEncoderConfig(**{**art.config, "base": str(art.path)})
         ranker = cls(cfg)
-        ranker.history = meta.get("history", [])
-        ranker.fit_seconds = float(meta.get("fit_seconds", 0.0))
+        ranker.history = list(art.get("history", []))
+        ranker.fit_seconds = float(art.get("fit_seconds", 0.0))
         return ranker
 
 
@@ -496,18 +502,25 @@ class CrossEncoderStage(Stage):
         return out.astype(np.float32)
 
     def save(self, path: Path) -> None:
-        if self.ranker is None or self.catalogue is None:
+        """An artifact folder: the ranker in `model/`, the item texts in `catalogue.json`."""
+        ranker, catalogue = self.ranker, self.catalogue
+        if ranker is None or catalogue is None:
             return
-        self.ranker.save(path / "model")
-        (path / CATALOGUE_FILE).write_text(json.dumps(self.catalogue.to_json()))
+
+        def write(folder: Path) -> None:
+            ranker.save(folder / "model")
+            (folder / CATALOGUE_FILE).write_text(json.dumps(catalogue.to_json()))
+
+        write_artifact(
+            path, CROSS_ENCODER_STAGE, name=self.name, config=dataclasses.asdict(self.config),
+            write=write,
+        )  # fmt: skip
 
     def load(self, path: Path) -> None:
-        path = Path(path)
-        model = path / "model" if (path / "model" / CONFIG_FILE).is_file() else path
-        self.ranker = CrossEncoderRanker.load(model)
-        if not (path / CATALOGUE_FILE).is_file():
-            raise ArtifactError(f"{path}: missing {CATALOGUE_FILE} (item texts)")
-        self.catalogue = TextCatalogue.from_json(json.loads((path / CATALOGUE_FILE).read_text()))
+        art = read_artifact(path, CROSS_ENCODER_STAGE)
+        self.ranker = CrossEncoderRanker.load(art.file("model"))
+        catalogue = json.loads(art.file(CATALOGUE_FILE).read_text())
+        self.catalogue = TextCatalogue.from_json(catalogue)
 
 
 @dataclass

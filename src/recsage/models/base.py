@@ -1,13 +1,13 @@
-"""The one `Recommender` interface every model implements, and its artifact format.
+"""The one `Recommender` interface every model implements.
 
-Artifacts are a directory: `manifest.json` (model name, config, data fingerprint,
-package version, vocabularies) and `state.safetensors` (arrays). Never pickle.
+Saved models are `recsage.artifacts` directories of format `MODEL`: the manifest holds
+the model name, config, data fingerprint, vocabularies and titles; `state.safetensors`
+the arrays. Never pickle.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -17,15 +17,13 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import scipy.sparse as sp
 
-from recsage import __version__
+from recsage.artifacts import MODEL, read_artifact, write_artifact
 from recsage.component import build_config, resolve_config
 from recsage.data.schema import Dataset
 from recsage.data.vocab import Vocabulary
 from recsage.errors import ArtifactError, RecsageError
 
 T = TypeVar("T", bound="Recommender")
-MANIFEST = "manifest.json"
-STATE = "state.safetensors"
 
 
 # ---- capabilities beyond `Recommender` (checked with isinstance, never attribute sniffing) --
@@ -149,71 +147,54 @@ class Recommender(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Write the artifact directory (manifest + safetensors state)."""
-        from safetensors.numpy import save_file
-
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         assert self.train_matrix is not None and self.users is not None and self.items is not None
-        tensors = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
+        arrays = {f"model.{k}": v for k, v in self._state().items()}
         tm = self.train_matrix
-        tensors["train.indptr"] = tm.indptr.astype(np.int64)
-        tensors["train.indices"] = tm.indices.astype(np.int64)
-        save_file(tensors, str(path / STATE))
-        manifest = {
-            "format": "recsage-model/1",
-            "model": self.name,
-            "config": dataclasses.asdict(self.config),
-            "package_version": __version__,
-            "data_fingerprint": self.data_fingerprint,
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "fit_seconds": self.fit_seconds,
-            "users": self.users.ids.tolist(),
-            "items": self.items.ids.tolist(),
-            "item_titles": self.item_titles,
-            "extra": self._extra_manifest(),
-        }
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        return path
+        arrays["train.indptr"] = tm.indptr.astype(np.int64)
+        arrays["train.indices"] = tm.indices.astype(np.int64)
+        return write_artifact(
+            path,
+            MODEL,
+            name=self.name,
+            config=dataclasses.asdict(self.config),
+            data_fingerprint=self.data_fingerprint,
+            arrays=arrays,
+            extra={
+                "n_users": self.n_users,
+                "n_items": self.n_items,
+                "fit_seconds": self.fit_seconds,
+                "users": self.users.ids.tolist(),
+                "items": self.items.ids.tolist(),
+                "item_titles": self.item_titles,
+                "extra": self._extra_manifest(),
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         """Load any saved model; dispatches on the manifest's model name."""
-        from safetensors.numpy import load_file
-
         from recsage.models.registry import model_class
 
-        path = Path(path)
-        mpath = path / MANIFEST
-        if not mpath.exists() or not (path / STATE).exists():
-            raise ArtifactError(
-                f"{path}: not a recsage model directory (missing {MANIFEST} or {STATE})"
-            )
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{mpath}: unreadable manifest ({exc})") from exc
-        if manifest.get("format") != "recsage-model/1":
-            raise ArtifactError(f"{mpath}: unsupported format {manifest.get('format')!r}")
-        klass = model_class(manifest["model"])
+        art = read_artifact(path, MODEL)
+        klass = model_class(art.name)
         if cls is not Recommender and not issubclass(klass, cls):
-            raise ArtifactError(f"{path} holds a '{manifest['model']}' model, not {cls.name}")
-        model = klass(build_config(klass.config_cls, manifest["config"], where=f"{mpath} config"))
-        tensors = load_file(str(path / STATE))
-        model.n_users, model.n_items = int(manifest["n_users"]), int(manifest["n_items"])
+            raise ArtifactError(f"{art.path} holds a '{art.name}' model, not {cls.name}")
+        model = klass(build_config(klass.config_cls, art.config, where=f"{art.path} config"))
+        tensors = art.arrays()
+        model.n_users, model.n_items = int(art.get("n_users")), int(art.get("n_items"))
         indptr, indices = tensors.pop("train.indptr"), tensors.pop("train.indices")
         model.train_matrix = sp.csr_matrix(
             (np.ones(len(indices), np.float32), indices, indptr),
             shape=(model.n_users, model.n_items),
         )
-        model.users = Vocabulary(manifest["users"])
-        model.items = Vocabulary(manifest["items"])
-        model.item_titles = manifest.get("item_titles")
-        model.data_fingerprint = manifest.get("data_fingerprint", "")
-        model.fit_seconds = float(manifest.get("fit_seconds", 0.0))
+        model.users = Vocabulary(art.get("users"))
+        model.items = Vocabulary(art.get("items"))
+        model.item_titles = art.get("item_titles")
+        model.data_fingerprint = art.data_fingerprint
+        model.fit_seconds = float(art.get("fit_seconds", 0.0))
         state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        model._load_state(state, manifest.get("extra", {}))
+        model._load_state(state, art.get("extra", {}))
         return model
 
     # ---- for implementations --------------------------------------------------------

@@ -8,7 +8,6 @@ with negatives drawn from the candidate lists themselves. Serving uses full hist
 
 from __future__ import annotations
 
-import json
 import time
 import tomllib
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsage import __version__
+from recsage.artifacts import MANIFEST, PIPELINE, STATE, read_artifact, write_artifact
 from recsage.component import SupportsCatalogue
 from recsage.data.schema import Dataset, display_titles
 from recsage.data.splits import Split, leave_one_out
@@ -55,7 +54,7 @@ from recsage.types import (
 FALLBACK_SOURCE = "fallback:popular"
 FALLBACK_REASON = "popular with everyone (shown while we learn your taste)"
 SPEC_FILE = "pipeline.toml"
-MANIFEST = "manifest.json"
+ITEMS_FILE = "items.parquet"
 HISTORY_LEN = 20
 
 
@@ -693,15 +692,15 @@ class Pipeline:
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Directory with the spec, manifest, item table, histories and fitted parts."""
+        """An artifact folder: the spec (`pipeline.toml`), the manifest, histories and text
+        vectors (`state.safetensors`), the item table and every fitted part."""
         import tomli_w
         from safetensors.numpy import save_file
 
         if self.stats is None or self.items is None or self.users is None:
             raise RecsageError("cannot save an unfitted pipeline")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / SPEC_FILE).write_text(tomli_w.dumps(self.spec))
+        item_table = self.item_table
+        assert item_table is not None
         lengths = np.array([len(s) for s in self.sequences], np.int64)
         arrays = {
             "seq.lengths": lengths,
@@ -711,35 +710,41 @@ class Pipeline:
         if self.resources.item_text_vectors is not None:
             arrays["item_text_vectors"] = self.resources.item_text_vectors
         arrays |= self.stats.arrays()
-        save_file(arrays, str(path / "resources.safetensors"))
-        assert self.item_table is not None
-        self.item_table.to_parquet(path / "items.parquet")
-        for ch in self.channels:
-            d = path / "channels" / ch.name
-            d.mkdir(parents=True, exist_ok=True)
-            state = ch.state()
-            if state:
-                save_file(
-                    {k: np.ascontiguousarray(v) for k, v in state.items()},
-                    str(d / "state.safetensors"),
-                )
-            if isinstance(ch, ModelChannel):
-                ch.model.save(d / "model")
-        for st in self.stages:
-            st.save(path / "stages" / st.name)
+
         encoder = self.resources.text_encoder
-        manifest = {
-            "format": "recsage-pipeline/1",
-            "package_version": __version__,
-            "data_fingerprint": self.data_fingerprint,
-            "encoder_fingerprint": None if encoder is None else encoder.fingerprint,
-            "users": self.users.ids.tolist(),
-            "items": self.items.ids.tolist(),
-            "fit_seconds": self.fit_seconds,
-            "channel_items": {ch.name: ch.n_items_fitted for ch in self.channels},
-        }
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        return path
+
+        def write(folder: Path) -> None:
+            (folder / SPEC_FILE).write_text(tomli_w.dumps(self.spec))
+            item_table.to_parquet(folder / ITEMS_FILE)
+            for ch in self.channels:
+                d = folder / "channels" / ch.name
+                d.mkdir(parents=True, exist_ok=True)
+                state = ch.state()
+                if state:
+                    save_file(
+                        {k: np.ascontiguousarray(v) for k, v in state.items()},
+                        str(d / STATE),
+                    )
+                if isinstance(ch, ModelChannel):
+                    ch.model.save(d / "model")
+            for st in self.stages:
+                st.save(folder / "stages" / st.name)
+
+        return write_artifact(
+            path,
+            PIPELINE,
+            name=str(self.spec.get("pipeline", {}).get("name", "")),
+            data_fingerprint=self.data_fingerprint,
+            arrays=arrays,
+            extra={
+                "encoder_fingerprint": None if encoder is None else encoder.fingerprint,
+                "users": self.users.ids.tolist(),
+                "items": self.items.ids.tolist(),
+                "fit_seconds": self.fit_seconds,
+                "channel_items": {ch.name: ch.n_items_fitted for ch in self.channels},
+            },
+            write=write,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Pipeline:
@@ -748,23 +753,17 @@ class Pipeline:
 
         from recsage.models.base import Recommender
 
-        path = Path(path)
-        if not (path / MANIFEST).exists() or not (path / SPEC_FILE).exists():
-            raise ArtifactError(
-                f"{path}: not a recsage pipeline (missing {MANIFEST} or {SPEC_FILE})"
-            )
-        manifest = json.loads((path / MANIFEST).read_text())
-        if manifest.get("format") != "recsage-pipeline/1":
-            raise ArtifactError(f"{path}: unsupported format {manifest.get('format')!r}")
+        art = read_artifact(path, PIPELINE)
+        path = art.path
         p = cls(tomllib.loads((path / SPEC_FILE).read_text()))
-        p.items = Vocabulary(manifest["items"])
-        p.users = Vocabulary(manifest["users"])
-        p.data_fingerprint = manifest.get("data_fingerprint", "")
-        p.fit_seconds = manifest.get("fit_seconds", {})
-        res = load_file(str(path / "resources.safetensors"))
+        p.items = Vocabulary(art.get("items"))
+        p.users = Vocabulary(art.get("users"))
+        p.data_fingerprint = art.data_fingerprint
+        p.fit_seconds = art.get("fit_seconds", {})
+        res = art.arrays()
         bounds = np.concatenate([[0], np.cumsum(res["seq.lengths"])])
         p.sequences = [res["seq.items"][bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
-        p.item_table = pd.read_parquet(path / "items.parquet")
+        p.item_table = pd.read_parquet(art.file(ITEMS_FILE))
         if "categories" in p.item_table.columns:
             p.item_table["categories"] = [
                 list(c) if c is not None else [] for c in p.item_table["categories"]
@@ -777,14 +776,11 @@ class Pipeline:
             cache = Path(text["cache_dir"]) if text.get("cache_dir") else default_cache_dir()
             p.resources.text_encoder = TextEncoder(text.get("model") or None, cache_dir=cache)
         p.stats = ItemStats.from_arrays(res)
+        channel_items = art.get("channel_items") or {}
         for ch in p.channels:
-            ch.n_items_fitted = int(manifest.get("channel_items", {}).get(ch.name, p.n_items))
+            ch.n_items_fitted = int(channel_items.get(ch.name, p.n_items))
             d = path / "channels" / ch.name
-            state = (
-                load_file(str(d / "state.safetensors"))
-                if (d / "state.safetensors").exists()
-                else {}
-            )
+            state = load_file(str(d / STATE)) if (d / STATE).exists() else {}
             if isinstance(ch, ModelChannel):
                 ch.model = Recommender.load(d / "model")
                 ch._build_index()

@@ -4,14 +4,13 @@ All indexes use inner product ("ip"); pass ``normalize=True`` for cosine. Ids ar
 int64 chosen by the caller (usually dense item indices). `search` returns ``(scores, ids)`` of
 shape ``(n_queries, k)``, best first; empty slots hold id -1 and score -inf. Exclusions (e.g. a
 user's training items) are honoured by over-fetching and filtering, re-querying the rows that
-came up short. Saved indexes are a folder: ``manifest.json`` + ``.npy`` arrays + a FAISS file.
+came up short. Saved indexes are `recsage.artifacts` folders: ``manifest.json`` +
+``state.safetensors`` (ids, arrays) + the FAISS file.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +19,10 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 import scipy.sparse as sp
 
-from recsage import __version__
+from recsage.artifacts import VECTOR_INDEX, read_artifact, write_artifact
 from recsage.component import Registry
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 
-FORMAT = "recsage.vector_index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 FAISS_FILE = "index.faiss"
 
 Exclude: TypeAlias = (
@@ -216,66 +212,44 @@ class VectorIndex(ABC):
         return self._search_filtered(q, k, pairs)
 
     def save(self, directory: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:
-        """Write the index to `directory` (manifest.json last); returns the folder."""
+        """Write the index to `directory` (an artifact folder); returns the folder."""
         if self.dim is None:
             raise RecsageError(f"cannot save an unbuilt {self.kind} index: build it first")
-        folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "ids.npy", self._live, allow_pickle=False)
-        self._save_state(folder)
         if metadata:
             self.metadata = {**self.metadata, **metadata}
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "recsage_version": __version__,
-            "kind": self.kind,
-            "params": self.params,
-            "dim": self.dim,
-            "count": len(self),
-            "metadata": self.metadata,
-        }
-        tmp = folder / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        os.replace(tmp, folder / MANIFEST)
-        return folder
+        return write_artifact(
+            directory,
+            VECTOR_INDEX,
+            name=self.kind,
+            config=self.params,
+            arrays={"ids": self._live, **self._state_arrays()},
+            extra={"dim": self.dim, "count": len(self), "metadata": self.metadata},
+            write=self._write_files,
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> VectorIndex:
         """Load a saved index; `VectorIndex.load` dispatches on the manifest's kind."""
-        folder = Path(directory)
-        path = folder / MANIFEST
-        if not path.is_file():
-            raise ArtifactError(f"{path} not found: {folder} is not a saved vector index")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
-        if manifest.get("format") != FORMAT:
-            raise ArtifactError(f"{path}: not a recsage vector index manifest")
-        if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-            raise ArtifactError(
-                f"{path}: format version {manifest['format_version']} is newer than this "
-                f"recsage supports ({FORMAT_VERSION}); upgrade recsage"
-            )
-        kind = manifest.get("kind")
+        art = read_artifact(directory, VECTOR_INDEX)
+        folder, kind = art.path, art.name
         try:
             klass = INDEXES.get(str(kind))
         except ConfigError as exc:
-            raise ArtifactError(f"{path}: {exc}") from None
+            raise ArtifactError(f"{folder}: {exc}") from None
         if cls is not VectorIndex and klass is not cls:
             raise ArtifactError(f"{folder} holds a '{kind}' index, not '{cls.kind}'")
-        index = klass(**manifest["params"])
-        index.dim = int(manifest["dim"])
-        index.metadata = dict(manifest.get("metadata") or {})
+        index = klass(**art.config)
+        index.dim = int(art.get("dim"))
+        index.metadata = dict(art.get("metadata") or {})
         try:
-            index._live = np.load(folder / "ids.npy", allow_pickle=False).astype(np.int64)
-            index._load_state(folder)
-        except (OSError, ValueError, RuntimeError) as exc:
+            arrays = art.arrays()
+            index._live = arrays.pop("ids").astype(np.int64)
+            index._load_state(arrays, folder)
+        except (OSError, ValueError, RuntimeError, KeyError, ArtifactError) as exc:
             raise ArtifactError(f"{folder}: incomplete or corrupt index files ({exc})") from exc
-        if len(index) != int(manifest["count"]) or index._capacity() < len(index):
+        if len(index) != int(art.get("count")) or index._capacity() < len(index):
             raise ArtifactError(
-                f"{folder}: manifest says {manifest['count']} vectors but the files hold "
+                f"{folder}: manifest says {art.get('count')} vectors but the files hold "
                 f"{len(index)}; the index was not saved completely"
             )
         return index
@@ -355,11 +329,16 @@ class VectorIndex(ABC):
     def _capacity(self) -> int:
         """Stored entries, removed ones included (the most a search can return)."""
 
-    @abstractmethod
-    def _save_state(self, folder: Path) -> None: ...
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays to save besides the live ids (to `state.safetensors`)."""
+        return {}
+
+    def _write_files(self, folder: Path) -> None:  # noqa: B027
+        """Native files to save next to the state (the FAISS index)."""
 
     @abstractmethod
-    def _load_state(self, folder: Path) -> None: ...
+    def _load_state(self, arrays: dict[str, np.ndarray], folder: Path) -> None:
+        """Restore from `_state_arrays()` output and the native files in `folder`."""
 
 
 class ExactIndex(VectorIndex):
@@ -413,15 +392,14 @@ class ExactIndex(VectorIndex):
             out_p[start : start + step] = np.take_along_axis(part, order, axis=1)
         return out_s, self._ids[out_p]
 
-    def _save_state(self, folder: Path) -> None:
-        np.save(folder / "vector_ids.npy", self._ids, allow_pickle=False)
-        np.save(folder / "vectors.npy", self._vectors, allow_pickle=False)
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"vector_ids": self._ids, "vectors": self._vectors}
 
-    def _load_state(self, folder: Path) -> None:
-        self._ids = np.load(folder / "vector_ids.npy", allow_pickle=False).astype(np.int64)
-        self._vectors = np.load(folder / "vectors.npy", allow_pickle=False).astype(np.float32)
+    def _load_state(self, arrays: dict[str, np.ndarray], folder: Path) -> None:
+        self._ids = arrays["vector_ids"].astype(np.int64)
+        self._vectors = arrays["vectors"].astype(np.float32)
         if self._vectors.shape != (len(self._ids), self.dim):
-            raise ValueError("vectors.npy does not match vector_ids.npy and the manifest dim")
+            raise ValueError("vectors do not match vector_ids and the manifest dim")
 
 
 class _FaissIndex(VectorIndex):
@@ -434,10 +412,10 @@ class _FaissIndex(VectorIndex):
     def _capacity(self) -> int:
         return int(self._index.ntotal) if self._index is not None else 0
 
-    def _save_state(self, folder: Path) -> None:
+    def _write_files(self, folder: Path) -> None:
         _faiss().write_index(self._index, str(folder / FAISS_FILE))
 
-    def _load_state(self, folder: Path) -> None:
+    def _load_state(self, arrays: dict[str, np.ndarray], folder: Path) -> None:
         path = folder / FAISS_FILE
         if not path.is_file():
             raise OSError(f"{path} is missing")
@@ -549,17 +527,15 @@ class FaissHNSWIndex(_FaissIndex):
         ids[found & ~self._alive[safe]] = -2
         return scores, ids.astype(np.int64)
 
-    def _save_state(self, folder: Path) -> None:
-        super()._save_state(folder)
-        np.save(folder / "labels.npy", self._labels, allow_pickle=False)
-        np.save(folder / "alive.npy", self._alive, allow_pickle=False)
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"labels": self._labels, "alive": self._alive.astype(np.uint8)}
 
-    def _load_state(self, folder: Path) -> None:
-        super()._load_state(folder)
-        self._labels = np.load(folder / "labels.npy", allow_pickle=False).astype(np.int64)
-        self._alive = np.load(folder / "alive.npy", allow_pickle=False).astype(bool)
+    def _load_state(self, arrays: dict[str, np.ndarray], folder: Path) -> None:
+        super()._load_state(arrays, folder)
+        self._labels = arrays["labels"].astype(np.int64)
+        self._alive = arrays["alive"].astype(bool)
         if not (len(self._labels) == len(self._alive) == self._index.ntotal):
-            raise ValueError("labels.npy/alive.npy do not match the HNSW graph size")
+            raise ValueError("labels/alive do not match the HNSW graph size")
         self._index.hnsw.efSearch = self.ef_search
 
 

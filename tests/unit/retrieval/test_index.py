@@ -221,8 +221,8 @@ def test_save_load_roundtrip(kind: str, data, built, tmp_path: Path) -> None:
     folder = index.save(tmp_path / kind, metadata={"encoder": "abc123"})
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == kind and manifest["dim"] == DIM and manifest["count"] == N
-    assert manifest["params"]["normalize"] is True
-    assert all(p.suffix in {".json", ".npy", ".faiss"} for p in folder.iterdir())
+    assert manifest["config"]["normalize"] is True
+    assert all(p.suffix in {".json", ".safetensors", ".faiss"} for p in folder.iterdir())
     loaded = load_index(folder)
     assert type(loaded) is type(index)
     assert loaded.metadata == {"encoder": "abc123"}

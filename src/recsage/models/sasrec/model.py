@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,6 @@ from recsage.data.schema import Dataset
 from recsage.data.splits import Split
 from recsage.errors import ConfigError, RecsageError
 from recsage.models.base import Recommender
-from recsage.models.progress import TrainingProgress
 from recsage.models.registry import register
 from recsage.models.sasrec.batches import (
     _bf16_supported,
@@ -36,11 +31,8 @@ from recsage.models.sasrec.batches import (
     _unflatten,
 )
 from recsage.models.sasrec.net import SASRecConfig, SASRecNet, softmax_cross_entropy
-
-CHECKPOINT_STATE = "checkpoint.safetensors"
-
-
-CHECKPOINT_META = "checkpoint.json"
+from recsage.models.validation import validation_ndcg
+from recsage.trainer import Checkpoint, EpochContext, Trainer, TrainerConfig, torch_threads
 
 
 @register
@@ -114,13 +106,8 @@ class SASRec(Recommender):
         return self
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
-        cfg: SASRecConfig = self.config
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.threads)
-        try:
+        with torch_threads(self.config.threads):
             self._train(data)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _setup_text(self, data: Dataset) -> int:
         cfg: SASRecConfig = self.config
@@ -170,63 +157,40 @@ class SASRec(Recommender):
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and _bf16_supported())
         log_q = self._sampler_log_q(data) if cfg.loss == "sampled" else None
 
-        state = _TrainState()
-        ckpt = self._checkpoint_dir
-        if ckpt is not None and (ckpt / CHECKPOINT_META).exists():
-            state = self._load_checkpoint(ckpt, net, opt, data)
         valid_seqs = (
             [np.asarray(s, np.int64) for s in self._valid.train.sequences()]
             if self._valid is not None
             else None
         )
-        start_time = time.perf_counter()
-        first_epoch = state.epoch + 1
-        with TrainingProgress(cfg.progress) as progress:
-            task = progress.add_task("sasrec", total=max(1, math.ceil(len(rows) / cfg.batch_size)))
-            for epoch in range(state.epoch + 1, cfg.max_epochs + 1):
-                if state.stopped:
-                    break
-                t0, c0 = time.perf_counter(), time.process_time()
-                loss = self._run_epoch(
-                    net, opt, rows, lengths, text_t, epoch, use_bf16, log_q, progress, task, state
-                )
-                record: dict[str, float] = {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "seconds": time.perf_counter() - t0,
-                    # CPU seconds of all threads: on a shared machine, wall time alone hides
-                    # how much of it went to other people's work
-                    "cpu_seconds": time.process_time() - c0,
-                }
-                # stop before an epoch that would overrun the time budget (mean epoch cost)
-                elapsed = time.perf_counter() - start_time
-                per_epoch = elapsed / (epoch - first_epoch + 1)
-                out_of_time = cfg.max_minutes > 0 and elapsed + per_epoch > 60 * cfg.max_minutes
-                last = out_of_time or epoch == cfg.max_epochs
-                if valid_seqs is not None and (epoch % cfg.eval_every == 0 or last):
-                    t1 = time.perf_counter()
-                    ndcg = self._validate(valid_seqs)
-                    record["ndcg@10"] = ndcg
-                    record["eval_seconds"] = time.perf_counter() - t1
-                    if ndcg > state.best_ndcg:
-                        state.best_ndcg, state.best_epoch, state.bad = ndcg, epoch, 0
-                        state.best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    else:
-                        state.bad += 1
-                        state.stopped = state.bad >= cfg.patience
-                state.epoch = epoch
-                state.history.append(record)
-                state.stopped = state.stopped or out_of_time
-                if progress.enabled:
-                    progress.log(_describe(record, state))
-                if ckpt is not None:
-                    self._save_checkpoint(ckpt, net, opt, state, data)
-        if state.best is not None:
-            net.load_state_dict(state.best)
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
+            return {"loss": self._run_epoch(net, opt, rows, lengths, text_t, ctx, use_bf16, log_q)}
+
+        trainer = Trainer(
+            TrainerConfig(
+                name="sasrec", max_epochs=cfg.max_epochs, patience=cfg.patience,
+                eval_every=cfg.eval_every, max_minutes=cfg.max_minutes, seed=cfg.seed,
+                metric="ndcg@10", progress=cfg.progress,
+            )
+        )  # fmt: skip
+        ckpt = None
+        if self._checkpoint_dir is not None:
+            ckpt = Checkpoint(
+                self._checkpoint_dir, dataclasses.asdict(cfg), data.fingerprint(),
+                ignore={"max_epochs", "patience", "progress", "threads", "max_minutes"},
+            )  # fmt: skip
+        result = trainer.fit(
+            run_epoch,
+            module=net,
+            optimizer=opt,
+            validate=None if valid_seqs is None else lambda: self._validate(valid_seqs),
+            steps=max(1, math.ceil(len(rows) / cfg.batch_size)),
+            checkpoint=ckpt,
+        )
         net.eval()
-        self.history = state.history
-        self.best_epoch = state.best_epoch or state.epoch
-        self.best_ndcg = state.best_ndcg if state.best is not None else float("nan")
+        self.history = result.history
+        self.best_epoch = result.best_epoch
+        self.best_ndcg = result.best_score
         self._item_cache = None
         self._token_cache = None
 
@@ -247,24 +211,21 @@ class SASRec(Recommender):
         rows: torch.Tensor,
         lengths: np.ndarray,
         text_t: torch.Tensor | None,
-        epoch: int,
+        ctx: EpochContext,
         use_bf16: bool,
         log_q: torch.Tensor | None,
-        progress: Any,
-        task: Any,
-        state: _TrainState,
     ) -> float:
-        """One pass over the shuffled training windows; returns the mean loss per position."""
+        """One pass over the shuffled training windows; returns the mean loss per position.
+
+        The trainer seeds torch and `ctx.rng` per epoch, so a resumed run draws exactly
+        what an uninterrupted one would."""
         cfg: SASRecConfig = self.config
-        # per-epoch seeds make a resumed run draw exactly what an uninterrupted one would
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        batches = _bucketed_batches(
-            lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch])
-        )
+        assert ctx.seed is not None and ctx.rng is not None
+        epoch = ctx.epoch
+        gen = torch.Generator().manual_seed(ctx.seed)
+        batches = _bucketed_batches(lengths, cfg.batch_size, ctx.rng)
         net.train()
         total, count = 0.0, 0
-        progress.reset(task, description=_describe({"epoch": epoch}, state))
         for step, index in enumerate(batches):
             if cfg.schedule == "cosine":
                 done = ((epoch - 1) * len(batches) + step) / max(1, cfg.max_epochs * len(batches))
@@ -291,11 +252,7 @@ class SASRec(Recommender):
             n = int(y.numel())
             total += float(loss.detach()) * n
             count += n
-            progress.update(
-                task,
-                advance=1,
-                description=_describe({"epoch": epoch, "loss": total / max(count, 1)}, state),
-            )
+            ctx.advance(loss=total / max(count, 1))
         return total / max(count, 1)
 
     def _loss(
@@ -334,8 +291,7 @@ class SASRec(Recommender):
         return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long))
 
     def _validate(self, valid_seqs: list[np.ndarray]) -> float:
-        from recsage.evaluation import evaluate
-
+        """Validation NDCG@10, each user scored from their ordered training sequence."""
         assert self._valid is not None
         self._item_cache = None
         self._token_cache = None
@@ -343,88 +299,10 @@ class SASRec(Recommender):
         def scorer(users: np.ndarray, history: Any = None) -> np.ndarray:
             return self.score_sequences([valid_seqs[u] for u in users])
 
-        # one constant feature: skips the category one-hot build (diversity is not used here)
-        feats = np.zeros((self.n_items, 1), np.float32)
-        result = evaluate(scorer, self._valid, name="sasrec", ks=(10,), item_features=feats)
+        ndcg = validation_ndcg(scorer, self._valid, k=10)
         self._item_cache = None
         self._token_cache = None
-        return float(result.metrics["ndcg@10"])
-
-    # ---- checkpoints ----------------------------------------------------------------
-    def _save_checkpoint(
-        self,
-        folder: Path,
-        net: SASRecNet,
-        opt: torch.optim.Optimizer,
-        state: _TrainState,
-        data: Dataset,
-    ) -> None:
-        """Model, optimizer, best weights and counters after an epoch (atomic replace)."""
-        from safetensors.torch import save_file
-
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
-        if state.best is not None:
-            tensors.update({f"best.{k}": v.contiguous() for k, v in state.best.items()})
-        opt_state = opt.state_dict()
-        for pid, slots in opt_state["state"].items():
-            for key, value in slots.items():
-                tensors[f"opt.{pid}.{key}"] = torch.as_tensor(value).contiguous()
-        meta = {
-            "epoch": state.epoch,
-            "best_epoch": state.best_epoch,
-            "best_ndcg": None if math.isinf(state.best_ndcg) else state.best_ndcg,
-            "bad": state.bad,
-            "stopped": state.stopped,
-            "history": state.history,
-            "param_groups": opt_state["param_groups"],
-            "config": dataclasses.asdict(self.config),
-            "data_fingerprint": data.fingerprint(),
-        }
-        tmp = folder / (CHECKPOINT_STATE + ".tmp")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, folder / CHECKPOINT_STATE)
-        tmp_meta = folder / (CHECKPOINT_META + ".tmp")
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp_meta, folder / CHECKPOINT_META)
-
-    def _load_checkpoint(
-        self, folder: Path, net: SASRecNet, opt: torch.optim.Optimizer, data: Dataset
-    ) -> _TrainState:
-        """Restore a checkpoint written by the same config on the same data."""
-        from safetensors.torch import load_file
-
-        meta = json.loads((folder / CHECKPOINT_META).read_text())
-        ours = dataclasses.asdict(self.config)
-        theirs = dict(meta.get("config", {}))
-        ignore = {"max_epochs", "patience", "progress", "threads", "max_minutes"}
-        diff = sorted(k for k in ours if k not in ignore and ours[k] != theirs.get(k))
-        if diff:
-            raise RecsageError(
-                f"{folder}: checkpoint was written with another config ({', '.join(diff)} "
-                "differ); use a fresh checkpoint directory"
-            )
-        if meta.get("data_fingerprint") != data.fingerprint():
-            raise RecsageError(f"{folder}: checkpoint was trained on other data; use a new folder")
-        tensors = load_file(str(folder / CHECKPOINT_STATE))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("opt."):
-                _, pid, name = key.split(".", 2)
-                slots.setdefault(int(pid), {})[name] = value
-        opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
-        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-        best_ndcg = meta.get("best_ndcg")
-        return _TrainState(
-            epoch=int(meta["epoch"]),
-            best_epoch=int(meta["best_epoch"]),
-            best_ndcg=float("-inf") if best_ndcg is None else float(best_ndcg),
-            bad=int(meta["bad"]),
-            stopped=bool(meta["stopped"]),
-            history=list(meta["history"]),
-            best=best or None,
-        )
+        return ndcg
 
     # ---- inference ------------------------------------------------------------------
     def _net(self) -> SASRecNet:
@@ -541,32 +419,6 @@ class SASRec(Recommender):
     def _extra_manifest(self) -> dict[str, Any]:
         best = None if math.isnan(self.best_ndcg) else self.best_ndcg
         return {"history": self.history, "best_epoch": self.best_epoch, "best_ndcg": best}
-
-
-@dataclass
-class _TrainState:
-    """Counters that a checkpoint carries across restarts."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_ndcg: float = float("-inf")
-    bad: int = 0
-    stopped: bool = False
-    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
-    best: dict[str, torch.Tensor] | None = None
-
-
-def _describe(record: dict[str, float], state: _TrainState) -> str:
-    parts = [f"epoch {int(record['epoch'])}"]
-    if "loss" in record:
-        parts.append(f"loss {record['loss']:.4f}")
-    if "seconds" in record:
-        parts.append(f"{record['seconds']:.1f}s")
-    if "ndcg@10" in record:
-        parts.append(f"val ndcg@10 {record['ndcg@10']:.4f}")
-    elif not math.isinf(state.best_ndcg):
-        parts.append(f"best ndcg@10 {state.best_ndcg:.4f} (epoch {state.best_epoch})")
-    return "sasrec " + " | ".join(parts)
 
 
 def sequence_scorer(model: SASRec, dataset: Dataset) -> Callable[..., np.ndarray]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,29 +17,29 @@ from recsage.data.schema import Dataset
 from recsage.data.splits import Split
 from recsage.errors import ConfigError, RecsageError
 from recsage.models.base import Recommender
-from recsage.models.progress import TrainingProgress
 from recsage.models.registry import register
+from recsage.models.two_tower.cold import ColdStartMixin
 from recsage.models.two_tower.features import (
     _flatten,
     _histories_to_flat,
     _history_block,
     _ItemFeatures,
-    _multi_hot,
     category_matrix,
     default_cache_dir,
     user_feature_matrix,
 )
 from recsage.models.two_tower.net import (
-    TEXT_MODES,
     ItemTower,
     TwoTowerConfig,
     TwoTowerNet,
     UserTower,
 )
+from recsage.models.validation import validation_ndcg
+from recsage.trainer import Checkpoint, EpochContext, Trainer, TrainerConfig, torch_threads
 
 
 @register
-class TwoTower(Recommender):
+class TwoTower(ColdStartMixin, Recommender):
     """Two-tower retrieval (ID + text + categories items; history + demographics users).
 
     `fit(dataset, valid=split, item_text_vectors=..., user_text_vectors=...,
@@ -53,7 +53,14 @@ class TwoTower(Recommender):
     name = "two_tower"
     config_cls = TwoTowerConfig
     fit_options = frozenset(
-        {"valid", "item_text_vectors", "user_text_vectors", "extra_item_vectors", "extra_item_mask"}
+        {
+            "valid",
+            "item_text_vectors",
+            "user_text_vectors",
+            "extra_item_vectors",
+            "extra_item_mask",
+            "checkpoint_dir",
+        }
     )
 
     def __init__(self, config: TwoTowerConfig | None = None, **params: Any) -> None:
@@ -84,13 +91,16 @@ class TwoTower(Recommender):
         user_text_vectors: np.ndarray | None = None,
         extra_item_vectors: np.ndarray | None = None,
         extra_item_mask: np.ndarray | None = None,
+        checkpoint_dir: str | Path | None = None,
     ) -> TwoTower:
         """Train on `data`'s sequences, early-stopping on `valid` (NDCG@10) when given.
 
         `item_text_vectors` (n_items, d_text): frozen item text vectors (row = dense item
         index); `user_text_vectors` (n_users, d_text): profile-text query vectors for the
         profile map (rows of all-zero = no profile); `extra_item_vectors` (n_items, d_x)
-        with `extra_item_mask` (n_items,) bool: an extra modality fused with text.
+        with `extra_item_mask` (n_items,) bool: an extra modality fused with text. With
+        `checkpoint_dir`, the state is written after every epoch and training resumes from
+        it when present.
         """
         self._fit_args = {
             "valid": valid,
@@ -98,6 +108,7 @@ class TwoTower(Recommender):
             "user_text": user_text_vectors,
             "extra": extra_item_vectors,
             "extra_mask": extra_item_mask,
+            "checkpoint_dir": checkpoint_dir,
         }
         try:
             super().fit(data)
@@ -106,19 +117,11 @@ class TwoTower(Recommender):
         return self
 
     def _fit(self, data: Dataset, matrix: sp.csr_matrix) -> None:
-        cfg: TwoTowerConfig = self.config
-        old_threads = torch.get_num_threads()
-        old_det = torch.are_deterministic_algorithms_enabled()
-        torch.set_num_threads(cfg.threads)
         # multi-threaded scatter-adds (gather backward) are otherwise order-dependent
-        torch.use_deterministic_algorithms(True)
-        try:
+        with torch_threads(self.config.threads, deterministic=True):
             self._setup_features(data, matrix)
             self._train(data)
             self._fit_profile_map(data)
-        finally:
-            torch.set_num_threads(old_threads)
-            torch.use_deterministic_algorithms(old_det)
 
     def _setup_features(self, data: Dataset, matrix: sp.csr_matrix) -> None:
         cfg: TwoTowerConfig = self.config
@@ -198,58 +201,48 @@ class TwoTower(Recommender):
         n_samples = cfg.samples_per_epoch or len(flat)
         steps = max(1, n_samples // cfg.batch_size)
         valid: Split | None = self._fit_args.get("valid")
-        best: dict[str, torch.Tensor] | None = None
-        best_ndcg, bad = float("-inf"), 0
-        self.history = []
-        start = time.perf_counter()
-        with TrainingProgress(cfg.progress) as progress:
-            task = progress.add_task("two_tower", total=steps)
-            for epoch in range(1, cfg.max_epochs + 1):
-                t0 = time.perf_counter()
-                rng = np.random.default_rng([cfg.seed, epoch])
-                torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-                positions = rng.choice(len(flat), size=steps * cfg.batch_size, p=probs)
-                net.train()
-                total = 0.0
-                progress.reset(task, description=f"two_tower epoch {epoch}")
-                for s in range(steps):
-                    g = positions[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                    loss = self._step(net, flat, offsets, user_of, g, log_q, seen_items, rng)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach())
-                    progress.update(
-                        task,
-                        advance=1,
-                        description=f"two_tower epoch {epoch} loss {total / (s + 1):.4f}",
-                    )
-                record: dict[str, float] = {
-                    "epoch": epoch,
-                    "loss": total / steps,
-                    "seconds": time.perf_counter() - t0,
-                }
-                if valid is not None:
-                    ndcg = self._validate(valid)
-                    record["ndcg@10"] = ndcg
-                    if ndcg > best_ndcg:
-                        best_ndcg, bad = ndcg, 0
-                        best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                        self.best_epoch = epoch
-                    else:
-                        bad += 1
-                self.history.append(record)
-                progress.log(_describe(record))
-                if bad >= cfg.patience:
-                    break
-                if cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes:
-                    break
-        if best is not None:
-            net.load_state_dict(best)
-            self.best_ndcg = best_ndcg
-        else:
-            self.best_epoch = len(self.history)
-            self.best_ndcg = float("nan")
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
+            rng = ctx.rng
+            assert rng is not None
+            positions = rng.choice(len(flat), size=steps * cfg.batch_size, p=probs)
+            net.train()
+            total = 0.0
+            for s in range(steps):
+                g = positions[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                loss = self._step(net, flat, offsets, user_of, g, log_q, seen_items, rng)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                ctx.advance(loss=total / (s + 1))
+            return {"loss": total / steps}
+
+        trainer = Trainer(
+            TrainerConfig(
+                name="two_tower", max_epochs=cfg.max_epochs, patience=cfg.patience,
+                max_minutes=cfg.max_minutes, seed=cfg.seed, metric="ndcg@10",
+                progress=cfg.progress,
+            )
+        )  # fmt: skip
+        folder = self._fit_args.get("checkpoint_dir")
+        ckpt = None
+        if folder is not None:
+            ckpt = Checkpoint(
+                Path(folder), dataclasses.asdict(cfg), data.fingerprint(),
+                ignore={"max_epochs", "patience", "progress", "threads", "max_minutes"},
+            )  # fmt: skip
+        result = trainer.fit(
+            run_epoch,
+            module=net,
+            optimizer=opt,
+            validate=None if valid is None else lambda: self._validate(valid),
+            steps=steps,
+            checkpoint=ckpt,
+        )
+        self.history = result.history
+        self.best_epoch = result.best_epoch
+        self.best_ndcg = result.best_score
         net.eval()
         self._item_cache = None
 
@@ -316,8 +309,7 @@ class TwoTower(Recommender):
         return per.sum() / valid.sum().clamp_min(1.0)
 
     def _validate(self, valid: Split) -> float:
-        from recsage.evaluation import evaluate
-
+        """Validation NDCG@10 of the current weights (item vectors recomputed)."""
         assert self.net is not None
         self.net.eval()
         self._item_cache = None
@@ -325,63 +317,9 @@ class TwoTower(Recommender):
         def scorer(users: np.ndarray, history: sp.csr_matrix | None = None) -> np.ndarray:
             return self.score(users, history=history)
 
-        feats = np.zeros((self.n_items, 1), np.float32)
-        result = evaluate(scorer, valid, name="two_tower", ks=(10,), item_features=feats)
+        ndcg = validation_ndcg(scorer, valid, k=10)
         self._item_cache = None
-        return float(result.metrics["ndcg@10"])
-
-    # ---- text: encoder, catalogue, profile map --------------------------------------
-    def text_encoder(self) -> Any:
-        """The `TextEncoder` this model uses for texts (built on first use, cached)."""
-        if self._encoder is None:
-            from recsage.encoders.text import TextEncoder
-
-            cfg: TwoTowerConfig = self.config
-            cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
-            model = Path(cfg.text_model).expanduser() if cfg.text_model else None
-            self._encoder = TextEncoder(model, cache_dir=cache)
-            if self.encoder_fingerprint and self._encoder.fingerprint != self.encoder_fingerprint:
-                raise RecsageError(
-                    f"two_tower: this model was trained on text vectors from encoder "
-                    f"{self.encoder_fingerprint}, but the configured encoder is "
-                    f"{self._encoder.fingerprint}; set text_model to the original model folder"
-                )
-        return self._encoder
-
-    def _encode_catalogue(self, data: Dataset) -> np.ndarray:
-        from recsage.encoders.text import encode_dataset_items
-
-        enc = self.text_encoder()
-        vecs = np.asarray(encode_dataset_items(enc, data, progress=self.config.progress))
-        self.encoder_fingerprint = enc.fingerprint
-        return vecs
-
-    def _fit_profile_map(self, data: Dataset) -> None:
-        """Ridge map [profile vector, 1] -> unit user vector, over users with a history."""
-        cfg: TwoTowerConfig = self.config
-        self.profile_weights = None
-        qv = self._fit_args.get("user_text")
-        if qv is None:
-            if not (cfg.profile_map and cfg.use_text and data.user_table is not None):
-                return
-            from recsage.encoders.user import ProfileUserEncoder
-
-            enc = ProfileUserEncoder(self.text_encoder())
-            qv = enc.encode(data.user_table)
-            self.encoder_fingerprint = self.text_encoder().fingerprint
-        qv = np.asarray(qv, dtype=np.float64)
-        if qv.shape[0] != data.n_users:
-            raise ConfigError(f"two_tower: user_text_vectors must have {data.n_users} rows")
-        has = (np.abs(qv).sum(axis=1) > 0) & np.array([len(s) > 0 for s in self.sequences])
-        if has.sum() < 2:
-            return
-        users = np.flatnonzero(has)
-        target = self._normed(self.user_vectors([self.sequences[u] for u in users], users=users))
-        x = np.hstack([qv[users], np.ones((len(users), 1))])
-        reg = cfg.profile_l2 * np.eye(x.shape[1])
-        reg[-1, -1] = 0.0
-        w = np.linalg.solve(x.T @ x + reg, x.T @ target.astype(np.float64))
-        self.profile_weights = w.astype(np.float32)
+        return ndcg
 
     # ---- item side ------------------------------------------------------------------
     def _id_on(self, idx: np.ndarray) -> np.ndarray:
@@ -428,125 +366,6 @@ class TwoTower(Recommender):
                 out[idx] = self._tower(net, idx, self._id_on(idx)).numpy()
             self._item_cache = out
         return self._item_cache
-
-    @torch.inference_mode()
-    def item_vectors_for_text(
-        self,
-        texts: Sequence[str] | None = None,
-        *,
-        text_vectors: np.ndarray | None = None,
-        categories: Sequence[Sequence[str]] | None = None,
-        extra_vectors: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Item vectors for new items from text alone (ID embedding off): (n, dim).
-
-        Give `texts` (encoded with the model's text encoder) or ready `text_vectors`;
-        optional `categories` (lists of names known to the model) and `extra_vectors`.
-        """
-        feats = self._new_item_features(texts, text_vectors, categories, extra_vectors)
-        net = self._net()
-        net.eval()
-        n = len(feats.seen)
-        rows = feats.rows(np.arange(n))
-        present = rows["present"]
-        return net.items(
-            torch.zeros(n, dtype=torch.long),
-            torch.zeros(n, dtype=torch.bool),
-            rows["text"],
-            rows["cats"],
-            rows["extra"],
-            None if present is None else present.bool(),
-        ).numpy()
-
-    def _new_item_features(
-        self,
-        texts: Sequence[str] | None,
-        text_vectors: np.ndarray | None,
-        categories: Sequence[Sequence[str]] | None,
-        extra_vectors: np.ndarray | None,
-    ) -> _ItemFeatures:
-        f = self.features
-        if f is None:
-            raise RecsageError("model 'two_tower' is not fitted; call fit() or load() first")
-        if text_vectors is None and texts is not None:
-            if isinstance(texts, str):
-                raise RecsageError("pass a list of texts, not a single string")
-            text_vectors = self.text_encoder().encode_items(list(texts))
-        if f.text is not None:
-            if text_vectors is None:
-                raise RecsageError("two_tower: new items need texts or text_vectors")
-            text_vectors = np.asarray(text_vectors, dtype=np.float32)
-            if text_vectors.ndim != 2 or text_vectors.shape[1] != f.text.shape[1]:
-                raise RecsageError(f"text vectors must have shape (n, {f.text.shape[1]})")
-            n = len(text_vectors)
-        elif categories is not None:
-            n = len(categories)
-        elif text_vectors is not None:
-            n = len(text_vectors)
-        else:
-            raise RecsageError("two_tower: new items need text_vectors or categories")
-        cats = None
-        if f.cats is not None:
-            lists = [list(map(str, c)) for c in categories] if categories is not None else [[]] * n
-            if len(lists) != n:
-                raise RecsageError(f"{len(lists)} category lists for {n} items")
-            cats = _multi_hot(lists, self.category_names)
-        extra: np.ndarray | None = None
-        present: np.ndarray | None = None
-        if f.extra is not None:
-            extra = np.zeros((n, f.extra.shape[1]), np.float32)
-            present = np.zeros(n, bool)
-            if extra_vectors is not None:
-                ev = np.asarray(extra_vectors, dtype=np.float32)
-                if ev.shape != extra.shape:
-                    raise RecsageError(f"extra vectors must have shape {extra.shape}")
-                present = np.asarray(np.isfinite(ev).all(axis=1), dtype=bool)
-                extra = np.where(present[:, None], np.nan_to_num(ev), 0.0).astype(np.float32)
-        text = text_vectors if f.text is not None else None
-        return _ItemFeatures(text, cats, extra, present, np.zeros(n, bool))
-
-    def add_items(
-        self,
-        ids: Sequence[object],
-        *,
-        texts: Sequence[str] | None = None,
-        text_vectors: np.ndarray | None = None,
-        categories: Sequence[Sequence[str]] | None = None,
-        extra_vectors: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Append new items (scored from text/categories at once); returns their indices."""
-        self._check_fitted()
-        assert self.items is not None and self.features is not None
-        new_ids = [str(i) for i in ids]
-        known = [i for i in new_ids if i in self.items]
-        if known or len(set(new_ids)) != len(new_ids):
-            raise RecsageError(f"item ids must be new and unique; '{(known or new_ids)[0]}' is not")
-        feats = self._new_item_features(texts, text_vectors, categories, extra_vectors)
-        if len(feats.seen) != len(new_ids):
-            raise RecsageError(f"{len(new_ids)} ids for {len(feats.seen)} items")
-        f = self.features
-
-        def stack(old: np.ndarray | None, new: np.ndarray | None) -> np.ndarray | None:
-            return None if old is None or new is None else np.concatenate([old, new])
-
-        self.features = _ItemFeatures(
-            stack(f.text, feats.text),
-            stack(f.cats, feats.cats),
-            stack(f.extra, feats.extra),
-            stack(f.present, feats.present),
-            np.concatenate([f.seen, feats.seen]),
-        )
-        start = self.n_items
-        self.items = self.items.extend(new_ids)
-        self.n_items = len(self.items)
-        assert self.train_matrix is not None
-        tm = self.train_matrix
-        self.train_matrix = sp.csr_matrix(
-            (tm.data, tm.indices, tm.indptr), shape=(tm.shape[0], self.n_items)
-        )
-        self.item_titles = [*(self.item_titles or []), *new_ids]
-        self._item_cache = None
-        return np.arange(start, self.n_items)
 
     # ---- user side and scoring --------------------------------------------------------
     @torch.inference_mode()
@@ -599,59 +418,6 @@ class TwoTower(Recommender):
         if given:
             return self._scores_for(self.user_vectors(history, users=users))
         return self.score_sequences([self.sequences[u] for u in users], users=users)
-
-    def text_user_vectors(
-        self,
-        texts: Sequence[str] | None = None,
-        *,
-        query_vectors: np.ndarray | None = None,
-        mode: str = "auto",
-    ) -> np.ndarray:
-        """User-space vectors (n, dim) for profile sentences or free-form queries.
-
-        "profile": ridge map of the query vector (needs a profile map); "item": the query
-        vector through the item tower's text path (a pseudo-item: "more like this text");
-        "blend": unit profile vector + `text_blend` x unit pseudo-item vector; "auto":
-        blend when a profile map exists, else item.
-        """
-        if mode not in TEXT_MODES:
-            raise ConfigError(f"mode must be one of {TEXT_MODES}, got {mode!r}")
-        if query_vectors is None:
-            if texts is None:
-                raise RecsageError("score_text needs texts or query_vectors")
-            if isinstance(texts, str):
-                raise RecsageError("pass a list of texts, not a single string")
-            query_vectors = self.text_encoder().encode_queries(list(texts))
-        q = np.asarray(query_vectors, dtype=np.float32)
-        if mode == "auto":
-            mode = "blend" if self.profile_weights is not None else "item"
-        parts: list[np.ndarray] = []
-        if mode in ("profile", "blend"):
-            if self.profile_weights is None:
-                raise RecsageError(
-                    "two_tower: no profile map (the training data had no user table / profile "
-                    "text); use mode='item'"
-                )
-            x = np.hstack([q, np.ones((len(q), 1), np.float32)])
-            parts.append(_unit(x @ self.profile_weights))
-        if mode in ("item", "blend"):
-            pseudo = self.item_vectors_for_text(text_vectors=q)
-            weight = self.config.text_blend if mode == "blend" else 1.0
-            parts.append(np.float32(weight) * _unit(pseudo))
-        return np.sum(parts, axis=0).astype(np.float32)
-
-    def score_text(
-        self,
-        texts: Sequence[str] | None = None,
-        *,
-        query_vectors: np.ndarray | None = None,
-        mode: str = "auto",
-    ) -> np.ndarray:
-        """(n, n_items) scores for users described only by text (see `text_user_vectors`)."""
-        self._check_fitted()
-        return self._scores_for(
-            self.text_user_vectors(texts, query_vectors=query_vectors, mode=mode)
-        )
 
     # ---- persistence ----------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
@@ -715,19 +481,6 @@ class TwoTower(Recommender):
             "user_feature_names": self.user_feature_names,
             "encoder_fingerprint": self.encoder_fingerprint,
         }
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def _describe(record: dict[str, float]) -> str:
-    parts = [f"two_tower epoch {int(record['epoch'])}", f"loss {record['loss']:.4f}"]
-    parts.append(f"{record['seconds']:.1f}s")
-    if "ndcg@10" in record:
-        parts.append(f"val ndcg@10 {record['ndcg@10']:.4f}")
-    return " | ".join(parts)
 
 
 def sequence_scorer(model: TwoTower, dataset: Dataset) -> Any:

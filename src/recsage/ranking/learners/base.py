@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -11,22 +10,13 @@ from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 
-from recsage import __version__
+from recsage.artifacts import RANKER, read_artifact, write_artifact
 from recsage.component import build_config, resolve_config
 from recsage.errors import ArtifactError, DataError, RecsageError
 from recsage.ranking.learners.data import FeatureSchema, RankingData
 from recsage.ranking.losses import (
     grouped_ndcg,
 )
-
-FORMAT = "recsage-ranker/1"
-
-
-MANIFEST = "manifest.json"
-
-
-STATE = "state.safetensors"
-
 
 OBJECTIVES = ("pointwise", "pairwise", "listwise")
 
@@ -99,67 +89,47 @@ class Ranker(ABC):
 
     def save(self, path: str | Path) -> Path:
         """Write the artifact directory (manifest.json + state.safetensors [+ model.txt])."""
-        from safetensors.numpy import save_file
-
         schema = self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            "stats.mean": np.ascontiguousarray(self.mean),
-            "stats.std": np.ascontiguousarray(self.std),
-        }
-        tensors.update({f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()})
-        save_file(tensors, str(path / STATE))
-        self._save_files(path)
-        manifest = {
-            "format": FORMAT,
-            "ranker": self.name,
-            "config": dataclasses.asdict(self.config),
-            "package_version": __version__,
-            "features": dataclasses.asdict(schema),
-            "fit_seconds": self.fit_seconds,
-            "best_epoch": self.best_epoch,
-            "best_score": None if np.isnan(self.best_score) else self.best_score,
-            "log": self.log,
-        }
-        (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        return path
+        arrays = {"stats.mean": self.mean, "stats.std": self.std}
+        arrays.update({f"model.{k}": v for k, v in self._state().items()})
+        return write_artifact(
+            path,
+            RANKER,
+            name=self.name,
+            config=dataclasses.asdict(self.config),
+            arrays=arrays,
+            extra={
+                "features": dataclasses.asdict(schema),
+                "fit_seconds": self.fit_seconds,
+                "best_epoch": self.best_epoch,
+                "best_score": None if np.isnan(self.best_score) else self.best_score,
+                "log": self.log,
+            },
+            write=self._save_files,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Load any saved ranker; dispatches on the manifest's ranker name."""
-        from safetensors.numpy import load_file
-
-        path = Path(path)
-        mpath = path / MANIFEST
-        if not mpath.exists() or not (path / STATE).exists():
-            raise ArtifactError(
-                f"{path}: not a recsage ranker directory (missing {MANIFEST} or {STATE})"
-            )
-        try:
-            manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{mpath}: unreadable manifest ({exc})") from exc
-        if manifest.get("format") != FORMAT:
-            raise ArtifactError(f"{mpath}: unsupported format {manifest.get('format')!r}")
         from recsage.ranking.learners.registry import RANKERS
 
-        klass = RANKERS.get(manifest["ranker"])
+        art = read_artifact(path, RANKER)
+        klass = RANKERS.get(art.name)
         if cls is not Ranker and not issubclass(klass, cls):
-            raise ArtifactError(f"{path} holds a '{manifest['ranker']}' ranker, not {cls.name}")
-        model = klass(build_config(klass.config_cls, manifest["config"], where=f"{mpath} config"))
-        feats = dict(manifest["features"])
+            raise ArtifactError(f"{art.path} holds a '{art.name}' ranker, not {cls.name}")
+        model = klass(build_config(klass.config_cls, art.config, where=f"{art.path} config"))
+        feats = dict(art.get("features"))
         feats["cardinalities"] = tuple(feats["cardinalities"])
         model.schema = FeatureSchema(**feats)
-        tensors = load_file(str(path / STATE))
+        tensors = art.arrays()
         model.mean, model.std = tensors.pop("stats.mean"), tensors.pop("stats.std")
-        model.fit_seconds = float(manifest.get("fit_seconds", 0.0))
-        model.best_epoch = int(manifest.get("best_epoch", 0))
-        best = manifest.get("best_score")
+        model.fit_seconds = float(art.get("fit_seconds", 0.0))
+        model.best_epoch = int(art.get("best_epoch", 0))
+        best = art.get("best_score")
         model.best_score = float("nan") if best is None else float(best)
-        model.log = list(manifest.get("log", []))
+        model.log = list(art.get("log", []))
         state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        model._load_state(path, state)
+        model._load_state(art.path, state)
         return cast(Self, model)
 
     # ---- for implementations --------------------------------------------------------

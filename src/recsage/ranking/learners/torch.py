@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from recsage.ranking.losses import (
     pairwise_ranknet,
     pointwise_bce,
 )
+from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
 
 
 @dataclass
@@ -96,12 +96,8 @@ class TorchRanker(Ranker):
         )
 
     def _fit(self, train: RankingData, valid: RankingData | None) -> None:
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads)
-        try:
+        with torch_threads(self.config.threads):
             self._train(train, valid)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _train(self, train: RankingData, valid: RankingData | None) -> None:
         cfg = self.config
@@ -111,14 +107,12 @@ class TorchRanker(Ranker):
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         loss_fn = self._loss()
         inputs = self._inputs(train)
-        assert inputs.label is not None
+        labels = inputs.label
+        assert labels is not None
         offsets, sizes = train.group_bounds(), train.group_sizes()
-        rng = np.random.default_rng(cfg.seed)
-        best: dict[str, torch.Tensor] | None = None
-        self.best_score, self.best_epoch, self.log = float("nan"), 0, []
-        bad = 0
-        for epoch in range(1, cfg.max_epochs + 1):
-            t0 = time.perf_counter()
+        rng = np.random.default_rng(cfg.seed)  # one stream over all epochs
+
+        def run_epoch(ctx: EpochContext) -> dict[str, float]:
             net.train()
             order = rng.permutation(train.n_groups)
             total, steps = 0.0, 0
@@ -127,30 +121,28 @@ class TorchRanker(Ranker):
                 rows = torch.from_numpy(rows_of_groups(offsets, sel))
                 gid = torch.from_numpy(np.repeat(np.arange(len(sel)), sizes[sel]))
                 scores = net(*inputs.rows(rows))
-                loss = loss_fn(scores, inputs.label[rows], gid)
+                loss = loss_fn(scores, labels[rows], gid)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
                 steps += 1
-            record = {"epoch": float(epoch), "loss": total / max(steps, 1)}
-            if valid is not None:
-                assert valid.label is not None
-                ndcg = grouped_ndcg(self._predict(valid), valid.label, valid.group, cfg.eval_k)
-                record[f"ndcg@{cfg.eval_k}"] = ndcg
-                if best is None or ndcg > self.best_score + 1e-9:
-                    self.best_score, self.best_epoch, bad = ndcg, epoch, 0
-                    best = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                else:
-                    bad += 1
-            record["seconds"] = time.perf_counter() - t0
-            self.log.append(record)
-            if bad >= cfg.patience:
-                break
-        if best is not None:
-            net.load_state_dict(best)
-        else:
-            self.best_epoch = len(self.log)
+            return {"loss": total / max(steps, 1)}
+
+        def validate() -> float:
+            assert valid is not None and valid.label is not None
+            return grouped_ndcg(self._predict(valid), valid.label, valid.group, cfg.eval_k)
+
+        trainer = Trainer(
+            TrainerConfig(
+                name=self.name, max_epochs=cfg.max_epochs, patience=cfg.patience,
+                min_delta=1e-9, metric=f"ndcg@{cfg.eval_k}",
+            )
+        )  # fmt: skip
+        result = trainer.fit(run_epoch, module=net, validate=None if valid is None else validate)
+        self.log = result.history
+        self.best_epoch = result.best_epoch
+        self.best_score = result.best_score
         net.eval()
 
     def _predict(self, data: RankingData) -> np.ndarray:

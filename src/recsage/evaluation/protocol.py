@@ -88,19 +88,60 @@ def evaluate(
         raise ConfigError(f"cut-offs must be >= 1, got {ks}")
     score_fn = model.score if hasattr(model, "score") else model
     model_name = str(name or getattr(model, "name", "model"))
-    users = split.users
-    n_items = split.n_items
-    history_given = split.query_history
-    cand_mask = np.ones(n_items, bool)
+    setting = eval_setting(split, item_features)
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    per_metric, lists = rank_users(
+        score_fn, split, split.users, setting, ks=ks, batch_size=batch_size,
+        sampled_negatives=sampled_negatives, rng=rng, list_k=list_k,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    return assemble_result(
+        model_name, split, setting, per_metric, lists, seconds,
+        sampled_negatives=sampled_negatives, list_k=list_k,
+    )  # fmt: skip
+
+
+@dataclass
+class EvalSetting:
+    """What every batch of an evaluation shares: candidate mask, item features, popularity."""
+
+    cand_mask: np.ndarray
+    item_features: np.ndarray | None
+    popularity: np.ndarray
+
+
+def eval_setting(split: Split, item_features: np.ndarray | None = None) -> EvalSetting:
+    """The candidate mask, diversity features and training popularity for `split`."""
+    cand_mask = np.ones(split.n_items, bool)
     if split.candidates is not None:
         cand_mask[:] = False
         cand_mask[split.candidates] = True
     if item_features is None:
         item_features = item_category_features(split.train.item_table)
-    popularity = np.bincount(split.train.interactions.item, minlength=n_items)
-    rng = np.random.default_rng(seed)
+    popularity = np.bincount(split.train.interactions.item, minlength=split.n_items)
+    return EvalSetting(cand_mask, item_features, popularity)
 
-    start = time.perf_counter()
+
+def rank_users(
+    score_fn: Callable[..., np.ndarray],
+    split: Split,
+    users: np.ndarray,
+    setting: EvalSetting,
+    *,
+    ks: tuple[int, ...],
+    batch_size: int,
+    sampled_negatives: int | None,
+    rng: np.random.Generator,
+    list_k: int,
+) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+    """Per-user metric chunks and top-`list_k` lists for `users`, `batch_size` at a time.
+
+    A user's rows depend only on the users batched with it, so any run that batches the
+    same users together (e.g. shards aligned to `batch_size`) gets identical numbers.
+    """
+    cand_mask = setting.cand_mask
+    history_given = split.query_history
     per_metric: dict[str, list[np.ndarray]] = {}
     lists: list[np.ndarray] = []
     for lo in range(0, len(users), batch_size):
@@ -119,8 +160,23 @@ def evaluate(
             full_elig = np.broadcast_to(cand_mask, scores.shape).copy()
             full_elig[hist.nonzero()] = False
             lists.append(top_k(scores, full_elig, list_k))
-    seconds = time.perf_counter() - start
+    return per_metric, lists
 
+
+def assemble_result(
+    model_name: str,
+    split: Split,
+    setting: EvalSetting,
+    per_metric: dict[str, list[np.ndarray]],
+    lists: list[np.ndarray],
+    seconds: float,
+    *,
+    sampled_negatives: int | None,
+    list_k: int,
+) -> EvalResult:
+    """Mean metrics and beyond-accuracy metrics from the per-user chunks of every user."""
+    users = split.users
+    cand_mask = setting.cand_mask
     prefix = f"sampled{sampled_negatives}_" if sampled_negatives else ""
     per_user = pd.DataFrame({"user": split.train.users.decode(users)})
     for key, chunks in per_metric.items():
@@ -133,11 +189,11 @@ def evaluate(
     if lists:
         all_lists = np.concatenate(lists)
         metrics[f"coverage@{list_k}"] = catalogue_coverage(all_lists, int(cand_mask.sum()))
-        nov = novelty(all_lists, popularity, split.train.n_users)
+        nov = novelty(all_lists, setting.popularity, split.train.n_users)
         per_user[f"novelty@{list_k}"] = nov
         metrics[f"novelty@{list_k}"] = float(nov.mean())
-        if item_features is not None:
-            ild = intra_list_diversity(all_lists, item_features)
+        if setting.item_features is not None:
+            ild = intra_list_diversity(all_lists, setting.item_features)
             per_user[f"diversity@{list_k}"] = ild
             metrics[f"diversity@{list_k}"] = float(ild.mean())
     protocol = {

@@ -20,6 +20,7 @@ from recsage import __version__
 from recsage.data.schema import Dataset
 from recsage.data.vocab import Vocabulary
 from recsage.errors import ArtifactError, ConfigError, RecsageError
+from recsage.models.memory import check_fit_memory
 
 T = TypeVar("T", bound="Recommender")
 MANIFEST = "manifest.json"
@@ -82,6 +83,7 @@ class Recommender(ABC):
         """Train on the dataset's interactions."""
         if len(data.interactions) == 0:
             raise RecsageError(f"cannot fit {self.name}: dataset '{data.name}' has no interactions")
+        check_fit_memory(self.name, self.config, data)  # refuse before allocating
         start = time.perf_counter()
         self.n_users, self.n_items = data.n_users, data.n_items
         self.train_matrix = data.matrix()

@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[semantic,service,dev,llm]"
+	$(BIN)/pip install --quiet -e ".[semantic,service,dev,llm,ray]"
 	touch $@
 
 install: $(VENV)/.installed

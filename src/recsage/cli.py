@@ -807,6 +807,9 @@ def llm_serve(
         server.close()
 
 
+__import__("recsage.cli_scale").cli_scale.register(app)  # synth, tune (issue 16)
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""

@@ -300,9 +300,9 @@ def generate(cfg: SynthConfig | None = None) -> Dataset:
     inter = Interactions.build(user, out, timestamp=ts)
     table = _texts(cfg, cat, rng)
     report = LoadReport(source=f"synth({json.dumps(asdict(cfg))})", rows_read=cfg.events)
-    users = Vocabulary(np.array([f"u{u}" for u in range(cfg.users)], dtype=object))
-    items = Vocabulary(table["item_id"].to_numpy(dtype=object))
-    return Dataset(NAME, inter, users, items, table, None, report)
+    user_vocab = Vocabulary(np.array([f"u{u}" for u in range(cfg.users)], dtype=object))
+    item_vocab = Vocabulary(table["item_id"].to_numpy(dtype=object))
+    return Dataset(NAME, inter, user_vocab, item_vocab, table, None, report)
 
 
 def write_synth(dataset: Dataset, folder: str | Path, *, fmt: str = "atomic") -> list[Path]:

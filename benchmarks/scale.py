@@ -99,12 +99,14 @@ def exponent(sizes: list[float], secs: list[float]) -> float | None:
 
 
 def predict(points: list[dict[str, Any]], size: float) -> float | None:
+    """Cost at `size` from the last finished points (cost ∝ size^k); None below 2 points,
+    where one point cannot tell a flat cost (EASE over events) from a linear one."""
     ok = [p for p in points if p["status"] == "ok"]
-    if not ok:
+    if len(ok) < 2:
         return None
     k = exponent([p["size"] for p in ok[-3:]], [p["seconds"] for p in ok[-3:]]) or 1.0
     last = ok[-1]
-    return float(last["seconds"] * (size / last["size"]) ** max(k, 1.0))
+    return float(last["seconds"] * (size / last["size"]) ** max(k, 0.0))
 
 
 def curve(kind: str, sizes: list[int], fixed: dict[str, int], limit: float) -> dict[str, Any]:

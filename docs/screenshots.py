@@ -76,8 +76,7 @@ def traffic(url: str, key: str, seconds: float) -> None:
 
 
 def main() -> None:
-    from recsage.data.loaders import load_dataset
-
+    from recsage.data.sources.registry import load_dataset
     from recsage.evaluation.report import write_reports
     from recsage.evaluation.runner import run_models
     from recsage.feedback.versions import VersionRegistry

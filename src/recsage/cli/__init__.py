@@ -5,7 +5,7 @@ Importing this package registers every command on `app`; `main` is the console e
 
 from __future__ import annotations
 
-from recsage.cli import data, llm, search, serve  # noqa: F401  (registers the commands)
+from recsage.cli import data, llm, scale, search, serve  # noqa: F401  (registers commands)
 from recsage.cli.common import app
 from recsage.cli.main import main
 

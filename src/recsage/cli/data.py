@@ -25,6 +25,15 @@ from recsage.cli.common import (
     run_models,
     warn_small,
 )
+from recsage.cli.scale import (
+    AllUsersOpt,
+    ExecutorOpt,
+    OutOpt,
+    UsersFileOpt,
+    WorkersOpt,
+    evaluate_with_executor,
+    recommend_batch,
+)
 from recsage.errors import ConfigError
 
 
@@ -125,8 +134,11 @@ def evaluate(
         Path | None,
         typer.Option(help="Evaluate a pipeline spec (TOML) instead of single models."),
     ] = None,
+    executor: ExecutorOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Fit models (or a pipeline) and evaluate under full ranking (leave-one-out by default)."""
+    """Fit models (or a pipeline) and evaluate under full ranking (leave-one-out by default);
+    `--executor ray` shards the evaluation over users (same metrics as local)."""
     from recsage.data.sources.events import parse_event_list
     from recsage.data.splits import parse_cutoff
     from recsage.evaluation.report import rich_table, write_reports
@@ -143,6 +155,20 @@ def evaluate(
     cut = parse_cutoff(cutoff) if cutoff is not None else None
     if cut is not None and split != "temporal":
         raise ConfigError("--cutoff sets the temporal split's cutoff; add --split temporal")
+    if executor is not None or workers is not None:
+        if sampled is not None or split not in ("loo", "temporal", "cold-item", "cold-user"):
+            raise ConfigError("--executor runs full-ranking loo/temporal/cold splits")
+        ds = load_data(data)
+        results = evaluate_with_executor(
+            ds, model_list(models), split=split, params=param, pipeline=pipeline,
+            executor=executor, workers=workers,
+        )  # fmt: skip
+        console.print(rich_table(results, title=f"{ds.name}: {split}, full ranking", ks=ks))
+        warn_small(results)
+        if out is not None:
+            paths = write_reports(results, out, dataset=ds.describe(), ks=ks)
+            console.print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
+        return
     if pipeline is not None:
         _evaluate_pipeline(data, pipeline, split, ks, targets, cut, seed, min_users, sampled, out)
         return
@@ -259,7 +285,9 @@ def train(
 
 @app.command()
 def recommend(
-    user: Annotated[str, typer.Option("--user", "-u", help="External user id.")],
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="External user id (one user).")
+    ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="Saved model directory.")
     ] = None,
@@ -267,9 +295,15 @@ def recommend(
         Path | None, typer.Option("--pipeline", help="Saved pipeline directory.")
     ] = None,
     n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
+    all_users: AllUsersOpt = False,
+    users: UsersFileOpt = None,
+    out: OutOpt = None,
+    executor: ExecutorOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Top-n items for a user from a saved model or pipeline (seen items excluded); a user
-    the model has never seen gets the popularity fallback, labelled as such."""
+    the model has never seen gets the popularity fallback, labelled as such. With
+    --all-users or --users FILE, top-n for each of them to --out (.parquet or .csv)."""
     from recsage.pipeline.pipeline import Pipeline
     from recsage.types import Query
 
@@ -277,6 +311,16 @@ def recommend(
         raise ConfigError("-n must be >= 1")
     if (model is None) == (pipeline is None):
         raise ConfigError("give exactly one of --model DIR or --pipeline DIR")
+    if all_users or users is not None:
+        if user is not None:
+            raise ConfigError("give --user for one user, or --all-users / --users FILE")
+        recommend_batch(
+            model=model, pipeline=pipeline, all_users=all_users, users_file=users, out=out,
+            n=n, executor=executor, workers=workers,
+        )  # fmt: skip
+        return
+    if user is None:
+        raise ConfigError("give --user ID (or --all-users / --users FILE with --out)")
     source = pipeline if pipeline is not None else model
     assert source is not None
     check_artifact(source, "pipeline" if pipeline is not None else "model")

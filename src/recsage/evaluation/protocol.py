@@ -96,23 +96,62 @@ def evaluate(
         )
     score_fn = model.score if isinstance(model, SupportsScore) else model
     model_name = str(name or getattr(model, "name", "model"))
-    users = split.users
-    n_items = split.n_items
-    history_given = split.query_history
-    cand_mask = np.ones(n_items, bool)
+    setting = eval_setting(split, item_features)
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    per_metric, lists = rank_users(
+        score_fn, split, split.users, setting, ks=ks, batch_size=batch_size,
+        sampled_negatives=sampled_negatives, rng=rng, list_k=list_k,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    return assemble_result(
+        model_name, split, setting, per_metric, lists, seconds,
+        sampled_negatives=sampled_negatives, list_k=list_k,
+    )  # fmt: skip
+
+
+@dataclass
+class EvalSetting:
+    """What every batch of an evaluation shares: candidate mask, item features, popularity."""
+
+    cand_mask: np.ndarray
+    item_features: np.ndarray | None
+    popularity: np.ndarray
+
+
+def eval_setting(split: Split, item_features: np.ndarray | None = None) -> EvalSetting:
+    """The candidate mask, diversity features and training popularity for `split`."""
+    cand_mask = np.ones(split.n_items, bool)
     if split.candidates is not None:
         cand_mask[:] = False
         cand_mask[split.candidates] = True
     if item_features is None:
         item_features = item_category_features(split.train.item_table)
-    popularity = np.bincount(split.train.interactions.item, minlength=n_items)
-    rng = np.random.default_rng(seed)
+    popularity = np.bincount(split.train.interactions.item, minlength=split.n_items)
+    return EvalSetting(cand_mask, item_features, popularity)
 
-    start = time.perf_counter()
+
+def rank_users(
+    score_fn: Callable[..., np.ndarray],
+    split: Split,
+    users: np.ndarray,
+    setting: EvalSetting,
+    *,
+    ks: tuple[int, ...],
+    batch_size: int,
+    sampled_negatives: int | None,
+    rng: np.random.Generator,
+    list_k: int,
+) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+    """Per-user metric chunks and top-`list_k` lists for `users`, `batch_size` at a time.
+
+    A user's rows depend only on the users batched with it, so any run that batches the
+    same users together (e.g. shards aligned to `batch_size`) gets identical numbers.
+    """
     per_metric: dict[str, list[np.ndarray]] = {}
     lists: list[np.ndarray] = []
     batches = ranked_batches(
-        score_fn, users, split.history, split.targets, pass_history=history_given,
+        score_fn, users, split.history, split.targets, pass_history=split.query_history,
         candidates=split.candidates, batch_size=batch_size,
     )  # fmt: skip
     for rb in batches:
@@ -124,8 +163,23 @@ def evaluate(
             per_metric.setdefault(key, []).append(vals)
         if not sampled_negatives:
             lists.append(top_k(rb.scores, rb.eligible, list_k))
-    seconds = time.perf_counter() - start
+    return per_metric, lists
 
+
+def assemble_result(
+    model_name: str,
+    split: Split,
+    setting: EvalSetting,
+    per_metric: dict[str, list[np.ndarray]],
+    lists: list[np.ndarray],
+    seconds: float,
+    *,
+    sampled_negatives: int | None,
+    list_k: int,
+) -> EvalResult:
+    """Mean metrics and beyond-accuracy metrics from the per-user chunks of every user."""
+    users = split.users
+    cand_mask = setting.cand_mask
     prefix = f"sampled{sampled_negatives}_" if sampled_negatives else ""
     per_user = pd.DataFrame({"user": split.train.users.decode(users)})
     for key, chunks in per_metric.items():
@@ -138,11 +192,11 @@ def evaluate(
     if lists:
         all_lists = np.concatenate(lists)
         metrics[f"coverage@{list_k}"] = catalogue_coverage(all_lists, int(cand_mask.sum()))
-        nov = novelty(all_lists, popularity, split.train.n_users)
+        nov = novelty(all_lists, setting.popularity, split.train.n_users)
         per_user[f"novelty@{list_k}"] = nov
         metrics[f"novelty@{list_k}"] = float(nov.mean())
-        if item_features is not None:
-            ild = intra_list_diversity(all_lists, item_features)
+        if setting.item_features is not None:
+            ild = intra_list_diversity(all_lists, setting.item_features)
             per_user[f"diversity@{list_k}"] = ild
             metrics[f"diversity@{list_k}"] = float(ild.mean())
     protocol = {

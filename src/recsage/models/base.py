@@ -22,6 +22,7 @@ from recsage.component import build_config, resolve_config
 from recsage.data.schema import Dataset
 from recsage.data.vocab import Vocabulary
 from recsage.errors import ArtifactError, RecsageError
+from recsage.models.memory import check_fit_memory
 
 T = TypeVar("T", bound="Recommender")
 
@@ -95,6 +96,7 @@ class Recommender(ABC):
         """Train on the dataset's interactions."""
         if len(data.interactions) == 0:
             raise RecsageError(f"cannot fit {self.name}: dataset '{data.name}' has no interactions")
+        check_fit_memory(self.name, self.config, data)  # refuse before allocating
         start = time.perf_counter()
         self.n_users, self.n_items = data.n_users, data.n_items
         self.train_matrix = data.matrix()

@@ -64,17 +64,13 @@ def auto_batch_size(n_items: int, budget: int = BATCH_BYTES) -> int:
 
 def _top_n_pipeline(pipe: Any, users: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     batch = QueryBatch(users, [pipe.sequences[u] for u in users], pipe.n_items)
-    cands, _ = pipe.run_batch(batch)
+    cands, _ = pipe.run_batch(batch, min_keep=n)  # as `Pipeline.run`: n is never capped
     b, width = cands.shape
     items = np.full((b, n), -1, np.int64)
     scores = np.full((b, n), -np.inf, np.float32)
     k = min(n, width)
     items[:, :k] = cands.items[:, :k]
-    last = pipe.stages[-1].name if pipe.stages else None
-    if last is not None:
-        scores[:, :k] = cands.scores[last][:, :k]
-    else:  # merge order only: score by position, as `Pipeline.run` does
-        scores[:, :k] = (width - np.arange(k, dtype=np.float32))[None, :]
+    scores[:, :k] = pipe.list_scores(cands)[:, :k]  # the scores `Pipeline.run` reports
     scores[items < 0] = -np.inf
     return items, scores
 

@@ -437,12 +437,12 @@ class Pipeline:
         assert self.items is not None
         titles = self.item_titles()
         out: list[Recommendation] = []
-        last = self.stages[-1].name if self.stages else None
+        final = self.list_scores(cands)
         for j in range(cands.shape[1]):
             i = int(cands.items[0, j])
             if i < 0:
                 continue
-            score = float(cands.scores[last or self.channels[0].name][0, j])
+            score = float(final[0, j])
             out.append(
                 Recommendation(
                     item=str(self.items.ids[i]), title=str(titles[i]), score=score,
@@ -455,6 +455,14 @@ class Pipeline:
             taken = self.items.lookup([r.item for r in out])
             out += self._fallback(batch, taken, query.n - len(out), start=len(out))
         return out
+
+    def list_scores(self, cands: CandidateBatch) -> np.ndarray:
+        """(B, N) scores the final list is ordered by: the last stage's column, or the one
+        channel's own scores for a stageless (single-model) pipeline."""
+        column = self.stages[-1].name if self.stages else self.channels[0].name
+        if column not in cands.scores:  # nothing was retrieved (e.g. no channel had a signal)
+            return np.full(cands.shape, np.nan, np.float32)
+        return cands.scores[column]
 
     def _fallback(
         self, batch: QueryBatch, taken: np.ndarray, k: int, *, start: int = 0

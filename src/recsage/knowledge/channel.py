@@ -157,7 +157,7 @@ class KGChannel(ModelChannel):
         names = {f.name for f in dataclasses.fields(KGModelConfig)}
         params = {k: v for k, v in dataclasses.asdict(self.config).items() if k in names}
         self.model = KGModel(KGModelConfig(**params)).fit(data)
-        self._build_index()
+        self.build_index()
 
     @property
     def graph(self) -> ItemKnowledgeGraph | None:

@@ -9,7 +9,6 @@ with negatives drawn from the candidate lists themselves. Serving uses full hist
 from __future__ import annotations
 
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsage.artifacts import MANIFEST, PIPELINE, STATE, read_artifact, write_artifact
+from recsage.artifacts import MANIFEST
 from recsage.component import SupportsCatalogue
 from recsage.data.schema import Dataset, display_titles
 from recsage.data.splits import Split, leave_one_out
@@ -26,6 +25,7 @@ from recsage.data.vocab import Vocabulary
 from recsage.encoders.cache import default_cache_dir
 from recsage.errors import ArtifactError, ConfigError, RecsageError
 from recsage.models.base import Recommender
+from recsage.pipeline.spec import SPEC_FILE, normalise_spec, read_spec
 from recsage.ranking.features import ItemStats, candidate_features
 from recsage.ranking.filters import blocked_items, drop_blocked
 from recsage.ranking.stages.base import Stage, StageContext
@@ -48,13 +48,10 @@ from recsage.types import (
     Query,
     QueryBatch,
     Recommendation,
-    top_k,
 )
 
 FALLBACK_SOURCE = "fallback:popular"
 FALLBACK_REASON = "popular with everyone (shown while we learn your taste)"
-SPEC_FILE = "pipeline.toml"
-ITEMS_FILE = "items.parquet"
 HISTORY_LEN = 20
 
 
@@ -84,7 +81,7 @@ class Pipeline:
     """A configured recommender: retrieval channels, a merger and ranking stages."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = _normalise_spec(spec)
+        self.spec = normalise_spec(spec)
         self.channels: list[Channel] = [create_channel(c) for c in self.spec["channels"]]
         names = [c.name for c in self.channels]
         if len(set(names)) != len(names):
@@ -102,14 +99,8 @@ class Pipeline:
     # ---- construction -------------------------------------------------------------
     @classmethod
     def from_toml(cls, path: str | Path) -> Pipeline:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"pipeline spec {path} does not exist")
-        try:
-            spec = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-        return cls(spec)
+        """A pipeline (unfitted) from a TOML spec file."""
+        return cls(read_spec(path))
 
     @classmethod
     def from_model(
@@ -182,7 +173,7 @@ class Pipeline:
     def model_channels(self) -> list[ModelChannel]:
         return [c for c in self.channels if isinstance(c, ModelChannel)]
 
-    def _sync_stage_catalogue(self) -> None:
+    def sync_stage_catalogue(self) -> None:
         """Give stages that read item text (LLM re-rank) the current catalogue."""
         setters = [s for s in self.stages if isinstance(s, SupportsCatalogue)]
         if not setters or self.item_table is None:
@@ -213,7 +204,7 @@ class Pipeline:
             self.resources.valid = None
         if any(isinstance(s, LearnedStage) for s in self.stages):
             self.train_stages(loo.valid, say=say)
-        self._sync_stage_catalogue()
+        self.sync_stage_catalogue()
         return self
 
     def _prepare_resources(self, dataset: Dataset, say: Any) -> None:
@@ -512,35 +503,10 @@ class Pipeline:
         return self.sequences[self.users.index_of(user)]
 
     def similar(self, item: str, n: int = 10) -> tuple[list[Recommendation], str]:
-        """Items similar to `item`: cosine of text vectors when the pipeline has them, else
-        the first model channel's scores for a one-item history. Returns (items, method)."""
-        assert self.items is not None
-        i = self.items.index_of(item, what="item")
-        vectors = self.resources.item_text_vectors
-        if vectors is not None:
-            scores = (vectors @ vectors[i]).astype(np.float32)
-            method = "text"
-        else:
-            channel = next(iter(self.model_channels), None)
-            if channel is None:
-                raise RecsageError(
-                    "this pipeline has no text vectors and no model channel to compare items with"
-                )
-            if i >= channel.n_items_fitted:
-                raise RecsageError(
-                    f"item '{item}' was added after training and the pipeline has no text "
-                    "vectors; retrain to include it"
-                )
-            batch = QueryBatch(np.array([-1]), [np.array([i])], channel.n_items_fitted)
-            fitted = channel.scores(batch)[0]
-            scores = np.full(self.n_items, -np.inf, np.float32)
-            scores[: len(fitted)] = fitted
-            method = f"model:{channel.name}"
-        eligible = np.isfinite(scores)
-        eligible[i] = False
-        top = top_k(scores[None, :], eligible[None, :], n)[0]
-        top = top[top >= 0]
-        return self.as_recommendations(top, scores[top], [method]), method
+        """Items similar to `item` (text vectors, else the model); returns (items, method)."""
+        from recsage.pipeline.requests import similar_items
+
+        return similar_items(self, item, n)
 
     def search(
         self,
@@ -552,21 +518,12 @@ class Pipeline:
         exclude_history: bool = False,
     ) -> list[Recommendation]:
         """Natural-language search over item text, blended with a known user's taste."""
-        from recsage.retrieval.search import semantic_search
+        from recsage.pipeline.requests import search_items
 
-        vectors, encoder = self.resources.item_text_vectors, self.resources.text_encoder
-        if vectors is None or encoder is None:
-            raise ConfigError(
-                "this pipeline was trained without item text vectors; enable [text] in its "
-                "spec to use search"
-            )
-        history = self.history_of(user)
-        found, scores = semantic_search(
-            text, vectors, encoder, k=n,
-            user_history=history if len(history) else None,
-            personal_weight=personal_weight, exclude_history=exclude_history,
+        return search_items(
+            self, text, user=user, n=n, personal_weight=personal_weight,
+            exclude_history=exclude_history,
         )  # fmt: skip
-        return self.as_recommendations(found, scores, ["search"])
 
     def as_recommendations(
         self, items: np.ndarray, scores: np.ndarray, sources: list[str]
@@ -695,132 +652,20 @@ class Pipeline:
             grown[: len(old)] = old
             grown[changed] = vecs
             self.resources.item_text_vectors = grown
-        self._sync_stage_catalogue()
+        self.sync_stage_catalogue()
         return len(new_ids), int(known.sum())
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """An artifact folder: the spec (`pipeline.toml`), the manifest, histories and text
         vectors (`state.safetensors`), the item table and every fitted part."""
-        import tomli_w
-        from safetensors.numpy import save_file
+        from recsage.pipeline.persist import save_pipeline
 
-        if self.stats is None or self.items is None or self.users is None:
-            raise RecsageError("cannot save an unfitted pipeline")
-        item_table = self.item_table
-        assert item_table is not None
-        lengths = np.array([len(s) for s in self.sequences], np.int64)
-        arrays = {
-            "seq.lengths": lengths,
-            "seq.items": np.concatenate(self.sequences).astype(np.int64)
-            if len(self.sequences) else np.zeros(0, np.int64),
-        }  # fmt: skip
-        if self.resources.item_text_vectors is not None:
-            arrays["item_text_vectors"] = self.resources.item_text_vectors
-        arrays |= self.stats.arrays()
-
-        encoder = self.resources.text_encoder
-
-        def write(folder: Path) -> None:
-            (folder / SPEC_FILE).write_text(tomli_w.dumps(self.spec))
-            item_table.to_parquet(folder / ITEMS_FILE)
-            for ch in self.channels:
-                d = folder / "channels" / ch.name
-                d.mkdir(parents=True, exist_ok=True)
-                state = ch.state()
-                if state:
-                    save_file(
-                        {k: np.ascontiguousarray(v) for k, v in state.items()},
-                        str(d / STATE),
-                    )
-                if isinstance(ch, ModelChannel):
-                    ch.model.save(d / "model")
-            for st in self.stages:
-                st.save(folder / "stages" / st.name)
-
-        return write_artifact(
-            path,
-            PIPELINE,
-            name=str(self.spec.get("pipeline", {}).get("name", "")),
-            data_fingerprint=self.data_fingerprint,
-            arrays=arrays,
-            extra={
-                "encoder_fingerprint": None if encoder is None else encoder.fingerprint,
-                "users": self.users.ids.tolist(),
-                "items": self.items.ids.tolist(),
-                "fit_seconds": self.fit_seconds,
-                "channel_items": {ch.name: ch.n_items_fitted for ch in self.channels},
-            },
-            write=write,
-        )
+        return save_pipeline(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Pipeline:
         """Load a saved pipeline; needs nothing but the directory (and the text model)."""
-        from safetensors.numpy import load_file
+        from recsage.pipeline.persist import load_pipeline
 
-        from recsage.models.base import Recommender
-
-        art = read_artifact(path, PIPELINE)
-        path = art.path
-        p = cls(tomllib.loads((path / SPEC_FILE).read_text()))
-        p.items = Vocabulary(art.get("items"))
-        p.users = Vocabulary(art.get("users"))
-        p.data_fingerprint = art.data_fingerprint
-        p.fit_seconds = art.get("fit_seconds", {})
-        res = art.arrays()
-        bounds = np.concatenate([[0], np.cumsum(res["seq.lengths"])])
-        p.sequences = [res["seq.items"][bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
-        p.item_table = pd.read_parquet(art.file(ITEMS_FILE))
-        if "categories" in p.item_table.columns:
-            p.item_table["categories"] = [
-                list(c) if c is not None else [] for c in p.item_table["categories"]
-            ]
-        if "item_text_vectors" in res:
-            p.resources.item_text_vectors = res["item_text_vectors"]
-            from recsage.encoders.text import TextEncoder
-
-            text = p.spec["text"]
-            cache = Path(text["cache_dir"]) if text.get("cache_dir") else default_cache_dir()
-            p.resources.text_encoder = TextEncoder(text.get("model") or None, cache_dir=cache)
-        p.stats = ItemStats.from_arrays(res)
-        channel_items = art.get("channel_items") or {}
-        for ch in p.channels:
-            ch.n_items_fitted = int(channel_items.get(ch.name, p.n_items))
-            d = path / "channels" / ch.name
-            state = load_file(str(d / STATE)) if (d / STATE).exists() else {}
-            if isinstance(ch, ModelChannel):
-                ch.model = Recommender.load(d / "model")
-                ch._build_index()
-            else:
-                ch.load_state(state, p.resources)
-        for st in p.stages:
-            if (path / "stages" / st.name).exists():
-                st.load(path / "stages" / st.name)
-        p._sync_stage_catalogue()
-        return p
-
-
-DEFAULT_SPEC: dict[str, Any] = {
-    "pipeline": {"name": "default"},
-    "text": {"enabled": True},
-    "merge": {"max_candidates": 300},
-    "channels": [],
-    "stages": [],
-}
-
-
-def _normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    known = set(DEFAULT_SPEC)
-    bad = sorted(set(spec) - known)
-    if bad:
-        raise ConfigError(
-            f"pipeline spec: unknown section(s) {', '.join(bad)}; known: {sorted(known)}"
-        )
-    out = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in DEFAULT_SPEC.items()}
-    for k, v in spec.items():
-        base = out[k]
-        out[k] = {**base, **v} if isinstance(base, dict) else list(v)
-    if not out["channels"]:
-        raise ConfigError("pipeline spec: at least one [[channels]] entry is required")
-    return out
+        return load_pipeline(cls, path)

@@ -38,29 +38,14 @@ def fit_channel(channel: Channel, data: Dataset, resources: Resources) -> Channe
 
 
 def channel_roundtrip(channel: Channel, resources: Resources, folder: Path) -> Channel:
-    """Persist a fitted channel the way a saved pipeline does and load it into a fresh one
-    made from its `spec()`: `state()` arrays through safetensors, model channels' models
-    through their artifact directory."""
-    from safetensors.numpy import load_file, save_file
-
-    from recsage.models.base import Recommender
-    from recsage.retrieval.channels.model import ModelChannel
+    """Persist a fitted channel the way a saved pipeline does (`Channel.save`) and load it
+    into a fresh one made from its `spec()`."""
     from recsage.retrieval.channels.registry import create_channel
 
-    folder.mkdir(parents=True, exist_ok=True)
-    state = channel.state()
-    if state:
-        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(folder / "s.st"))
-    if isinstance(channel, ModelChannel):
-        channel.model.save(folder / "model")
+    channel.save(folder)
     fresh = create_channel(channel.spec())
     fresh.n_items_fitted = channel.n_items_fitted
-    loaded = load_file(str(folder / "s.st")) if state else {}
-    if isinstance(fresh, ModelChannel):
-        fresh.model = Recommender.load(folder / "model")
-        fresh._build_index()
-    else:
-        fresh.load_state(loaded, resources)
+    fresh.load(folder, resources)
     return fresh
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from recsage.component import TextEncoderLike, build_config, check_params
 from recsage.data.schema import Dataset
 from recsage.types import QueryBatch, top_k
+
+CHANNEL_STATE = "state.safetensors"
 
 
 @dataclass
@@ -93,3 +96,21 @@ class Channel(ABC):
 
     def load_state(self, state: dict[str, np.ndarray], resources: Resources) -> None:  # noqa: B027
         """Restore from `state()` (stateless channels need nothing)."""
+
+    def save(self, folder: Path) -> None:
+        """Write the fitted channel into `folder` (a saved pipeline gives each channel one):
+        the `state()` arrays as safetensors."""
+        from safetensors.numpy import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.state()
+        if state:
+            arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
+            save_file(arrays, str(folder / CHANNEL_STATE))
+
+    def load(self, folder: Path, resources: Resources) -> None:
+        """Restore what `save` wrote into `folder`."""
+        from safetensors.numpy import load_file
+
+        path = folder / CHANNEL_STATE
+        self.load_state(load_file(str(path)) if path.exists() else {}, resources)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,20 @@ class ModelChannel(Channel):
         if "valid" in options and self.config.early_stopping and resources.valid is not None:
             fit_kwargs["valid"] = resources.valid
         self.model.fit(data, **fit_kwargs)
-        self._build_index()
+        self.build_index()
 
-    def _build_index(self) -> None:
+    def save(self, folder: Path) -> None:
+        """The model saves its own artifact directory under `folder/model`."""
+        super().save(folder)
+        self.model.save(folder / "model")
+
+    def load(self, folder: Path, resources: Resources) -> None:
+        from recsage.models.base import Recommender
+
+        self.model = Recommender.load(folder / "model")
+        self.build_index()
+
+    def build_index(self) -> None:
         self.index = None
         if not self.config.index:
             return

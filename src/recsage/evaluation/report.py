@@ -49,7 +49,7 @@ def rich_table(
     cols = [c for c in headline_columns(results, ks) if not c.startswith(("map@", "precision@"))]
     if ks is not None and len(ks) > 1:  # several cut-offs: keep it to accuracy (fits 100 cols)
         cols = [c for c in cols if not c.startswith(("coverage@", "novelty@", "diversity@"))]
-    table = Table(title=title, collapse_padding=True)  # fits 80 columns with `users`
+    table = Table(title=title)
     table.add_column("model", no_wrap=True)
     table.add_column("users", justify="right")  # how many users the means are over
     for c in cols:

@@ -24,7 +24,7 @@ def ranking_data(
     Returns the data and the (row, column) slot indices its rows came from, so predictions
     can be scattered back. Groups are batch rows, contiguous by construction.
     """
-    from recsage.ranking import RankingData
+    from recsage.ranking.learners.data import RankingData
 
     assert ctx.features is not None
     mask = cands.valid if rows_mask is None else (cands.valid & rows_mask)
@@ -90,7 +90,7 @@ def last_items(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 def concat_ranking_data(parts: list[Any]) -> Any:
     """Concatenate `RankingData` pieces, renumbering groups so they stay contiguous."""
-    from recsage.ranking import RankingData
+    from recsage.ranking.learners.data import RankingData
 
     if not parts:
         raise ValueError("no ranking data to concatenate")

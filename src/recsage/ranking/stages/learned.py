@@ -30,7 +30,7 @@ class LearnedStage(Stage):
     ranker: Any = None
 
     def make_ranker(self) -> Any:
-        from recsage.ranking import create_ranker
+        from recsage.ranking.learners.registry import create_ranker
 
         params = dict(self.config.params)
         params.setdefault("objective", self.config.objective)
@@ -53,6 +53,6 @@ class LearnedStage(Stage):
             self.ranker.save(path)
 
     def load(self, path: Path) -> None:
-        from recsage.ranking import Ranker
+        from recsage.ranking.learners.base import Ranker
 
         self.ranker = Ranker.load(path)

@@ -5,12 +5,10 @@ FAISS is imported only when a FAISS index is built or loaded.
 
 from __future__ import annotations
 
+from recsage.retrieval.faiss_index import FaissFlatIndex, FaissHNSWIndex, FaissIVFPQIndex
 from recsage.retrieval.index import (
     INDEXES,
     ExactIndex,
-    FaissFlatIndex,
-    FaissHNSWIndex,
-    FaissIVFPQIndex,
     VectorIndex,
     l2_normalize,
     load_index,

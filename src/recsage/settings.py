@@ -45,7 +45,7 @@ class Settings(BaseModel):
     )
     rate_limit: float = Field(default=50.0, ge=0, description="Requests/s per key; 0 = off.")
     rate_burst: int = Field(
-        default=100, ge=1, description="Requests a key may send at once above the rate."
+        default=100, ge=1, description="Token-bucket size: requests a key may send in one burst."
     )
     cors_origins: list[str] = Field(
         default_factory=list,

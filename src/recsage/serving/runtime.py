@@ -35,7 +35,7 @@ from recsage.settings import Settings
 
 log = logging.getLogger("recsage.serving")
 T = TypeVar("T")
-BULK_LOG_ITEMS = 200  # item updates at least this large log their progress
+BULK_LOG_ITEMS = 200  # item updates this large log progress and encode at low priority
 
 
 BACKGROUND_NICE = 19  # niceness of the thread that encodes bulk item texts (the lowest)
@@ -311,7 +311,11 @@ class Runtime:
             if bulk:
                 log.info("%s: encoded %d/%d item texts", sm.version, done, total)
 
-        prepared = run_in_background(lambda: sm.pipeline.prepare_items(frame, progress=progress))
+        def prepare() -> Any:
+            return sm.pipeline.prepare_items(frame, progress=progress)
+
+        # a bulk add encodes on a low-priority thread; a few items are quicker inline
+        prepared = run_in_background(prepare) if bulk else prepare()
         t1 = time.perf_counter()
         with sm.lock.write():
             added, updated = sm.pipeline.commit_items(prepared)

@@ -122,19 +122,31 @@ def test_chat_keeps_state_across_turns(tmp_path: Path, text_pipeline_dir: Path) 
 
 
 def test_bulk_items_encode_outside_the_lock_and_slash_ids_are_reachable(
-    tmp_path: Path, text_pipeline_dir: Path
+    tmp_path: Path,
+    text_pipeline_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    import logging
+    import threading
+
+    from recsage.serving import runtime
+
+    monkeypatch.setattr(runtime, "BULK_LOG_ITEMS", 5)  # 6 items count as a bulk add here
+    caplog.set_level(logging.INFO, logger="recsage.serving")
     svc = start_service(tmp_path / "home", text_pipeline_dir)
     c, h = svc.client, svc.auth("admin")
     sm = svc.runtime.served()
     encoder = sm.pipeline.resources.text_encoder
     seen: list[tuple[bool, int, int]] = []
+    threads: list[str] = []
     real = encoder.encode_items
 
     def watching(texts: list[str], **kw: object) -> np.ndarray:
         # while texts are encoded the served catalogue is unchanged and no writer holds
         # (or waits for) the model lock, so requests keep being answered
         seen.append((sm.lock._writer or sm.lock._waiting > 0, len(sm.pipeline.items), len(texts)))
+        threads.append(threading.current_thread().name)
         return real(texts, **kw)
 
     encoder.encode_items = watching  # type: ignore[method-assign]
@@ -144,6 +156,11 @@ def test_bulk_items_encode_outside_the_lock_and_slash_ids_are_reachable(
     r = c.post("/v1/items", json={"items": items}, headers=h)
     assert r.status_code == 200 and r.json()["added"] == 6
     assert seen == [(False, before, 6)]
+    assert threads == ["recsage-items"]  # the low-priority worker thread
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("adding 6 items" in m for m in logged)
+    assert any("encoded 6/6 item texts" in m for m in logged)
+    assert any("6 items added, 0 updated" in m for m in logged)
     assert len(sm.pipeline.items) == before + 6
     # an id with "/" is reachable when the slash is percent-encoded
     sim = c.get("/v1/items/a%2Fb/similar?n=3", headers=h)

@@ -37,19 +37,36 @@ class Settings(BaseModel):
         default=None,
         description="sqlite:///path (default $home/feedback.db) or postgresql://...",
     )
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_events_per_request: int = Field(default=1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body; bigger ones get 413."
+    )
+    max_events_per_request: int = Field(
+        default=1000, ge=1, le=100_000, description="Most events in one POST /v1/feedback."
+    )
     rate_limit: float = Field(default=50.0, ge=0, description="Requests/s per key; 0 = off.")
-    rate_burst: int = Field(default=100, ge=1)
-    cors_origins: list[str] = Field(default_factory=list, description="Empty = CORS off.")
-    auth_required: bool = True
+    rate_burst: int = Field(
+        default=100, ge=1, description="Token-bucket size: requests a key may send in one burst."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (comma-separated); empty = CORS off.",
+    )
+    auth_required: bool = Field(
+        default=True, description="Require an API key (false only for local experiments)."
+    )
     reload_interval: float = Field(
         default=5.0, ge=0, description="Seconds between checks of the current version; 0 = off."
     )
-    holdout_events: int = Field(default=5000, ge=1, description="Recent events for the holdout.")
-    min_holdout_users: int = Field(default=5, ge=1)
-    min_improvement: float = 0.0
-    access_log: bool = False
+    holdout_events: int = Field(
+        default=5000, ge=1, description="Recent events for the retrain holdout."
+    )
+    min_holdout_users: int = Field(
+        default=5, ge=1, description="Fewest holdout users for `retrain` to compare models."
+    )
+    min_improvement: float = Field(
+        default=0.0, description="Holdout NDCG@10 gain a retrained model needs to be swapped in."
+    )
+    access_log: bool = Field(default=False, description="Log every request (uvicorn).")
     ui_demo: bool = Field(
         default=False, description="Web page: one-click demo sign-in for loopback visitors."
     )
@@ -57,7 +74,7 @@ class Settings(BaseModel):
         default=None,
         description="Evaluation report shown on /ui/admin (default: newest under $home/reports).",
     )
-    log_level: str = "info"
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -113,6 +130,23 @@ class Settings(BaseModel):
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid service settings: {problems}") from None
+
+
+def settings_help() -> list[tuple[str, str, str, str]]:
+    """(TOML key, environment variable, default, description) of every setting, from the
+    model itself, for `serve --help` and the docs."""
+    rows = []
+    for name, f in Settings.model_fields.items():
+        if f.default_factory is not None:
+            default = "$HOME/.recsage" if name == "home" else "(empty)"
+        elif f.default is None:
+            default = "(none)"
+        elif isinstance(f.default, bool):
+            default = str(f.default).lower()
+        else:
+            default = str(f.default)
+        rows.append((name, ENV_PREFIX + name.upper(), default, f.description or ""))
+    return rows
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from recsage.cli.common import app, console, err_console
 from recsage.errors import ConfigError
@@ -29,7 +31,44 @@ def _open_store(settings: Any) -> Any:
     return FeedbackStore.open(settings.resolved_store_url)
 
 
-@app.command()
+def serve_epilog() -> str:
+    """The settings table (from the `Settings` model) and each route's key scope (from the
+    routes' own checks), shown under `serve --help`; built only when help is asked for."""
+    from recsage.settings import settings_help
+
+    paras = [
+        "[bold]Settings[/bold] (highest first: --config/--model, RECSAGE_* variables, the TOML "
+        "file in RECSAGE_CONFIG or $RECSAGE_HOME/config.toml, defaults; TOML keys are the "
+        "lowercase names, optionally under \\[service]):",
+        "\n".join(
+            f"  [cyan]{env}[/cyan] (default {escape(default)}): {escape(desc)}"
+            for _name, env, default, desc in settings_help()
+        ),
+    ]
+    paras.append(
+        "[bold]Routes and the key scope each needs[/bold] (`recsage keys add NAME --scopes "
+        "read,feedback,admin`; admin implies the others):"
+    )
+    try:
+        from recsage.serving.routes import route_scopes
+    except ImportError:  # pragma: no cover - the service extra is not installed
+        paras.append("  (install 'recsage[service]' to list them)")
+    else:
+        lines = [f"  {m} {escape(p)}: {scope or 'no key'}" for m, p, scope in route_scopes()]
+        lines.append("  /ui: the web page (signs in with a read key; see RECSAGE_UI_DEMO)")
+        paras.append("\n".join(lines))
+    return "\n\n".join(paras)
+
+
+class _ServeCommand(TyperCommand):
+    """`serve` with its settings and scopes generated into the help text."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.epilog = serve_epilog()
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_ServeCommand)
 def serve(
     model: Annotated[
         Path | None,

@@ -70,7 +70,8 @@ def build_dataset(
     """Base histories (synthetic negative timestamps, so they precede every event) + events.
 
     Returns the dataset and, per (sorted) interaction row, the index of its event in
-    `events` (-1 for base rows). Events whose item is unknown are dropped and reported."""
+    `events` (-1 for base rows). Events whose item is unknown are dropped and reported.
+    The dataset carries the pipeline's event weights (`Pipeline.event_weights`)."""
     from recsage.data.schema import LoadReport
 
     assert pipe.items is not None and pipe.users is not None and pipe.item_table is not None
@@ -113,9 +114,14 @@ def build_dataset(
         event_names=EVENT_NAMES,
     )
     table = pipe.item_table.reset_index(drop=True)
-    return Dataset(name, inter, users, Vocabulary(pipe.items.ids), table, report=report), source[
-        order
-    ]
+    # the event weights the pipeline was trained with apply to feedback types of the same
+    # name (a shop's "purchase"); other types and the base histories (whose types are not
+    # kept) weigh 1
+    ds = Dataset(
+        name, inter, users, Vocabulary(pipe.items.ids), table, report=report,
+        event_weights=pipe.event_weights,
+    )  # fmt: skip
+    return ds, source[order]
 
 
 def holdout_rows(dataset: Dataset, recent_codes: np.ndarray) -> np.ndarray:

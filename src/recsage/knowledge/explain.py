@@ -11,6 +11,7 @@ both items, and each path's triples are stored in the graph.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -78,16 +79,20 @@ class Explanation:
     paths: list[PathReason] = field(default_factory=list)
     scorer: str = ""
     in_history: bool = False
+    in_history_steps_back: int = -1  # how recent its latest occurrence is (0 = latest item)
 
     def lines(self) -> list[str]:
         """One sentence per reason, most specific first."""
         out = []
-        if self.in_history:
-            out.append(f"*{self.title}* is already in this history")
+        if self.in_history:  # first: the user has it already
+            k = self.in_history_steps_back
+            out.append(
+                f"*{self.title}* is already in this history" + (f" ({_ago(k)})" if k >= 0 else "")
+            )
         if self.sources:
             out.append(f"found by: {', '.join(self.sources)}")
         for r in self.because:
-            ago = "your latest item" if r.steps_back == 0 else f"{r.steps_back} items back"
+            ago = _ago(r.steps_back)
             out.append(
                 f"because of *{r.title}* in your history ({ago}; "
                 f"{self.scorer} weight {r.weight:.3g})"
@@ -108,6 +113,29 @@ class Explanation:
             p["path"] = {"entities": list(src.path.entities), "relations": list(src.path.relations),
                          "forward": list(src.path.forward)}  # fmt: skip
         return d
+
+
+# --------------------------------------------------------------------------- readable names
+
+#: Freebase MIDs (m.0bln8, g.11b6...), Wikidata ids (Q42) and bare numbers (Satori indices)
+_ID_LIKE = re.compile(r"^(?:[mg]\.[0-9a-z_]+|Q[0-9]+|[0-9]+)$")
+
+
+def looks_like_id(name: str) -> bool:
+    """True for entity "names" that are only identifiers (a Freebase MID, a number)."""
+    return bool(_ID_LIKE.match(name.strip()))
+
+
+def readable_relation(relation: str) -> str:
+    """``film.film.directed_by`` -> ``directed by``; ``has_genre`` -> ``has genre``."""
+    last = relation.rsplit(".", 1)[-1].strip() or relation
+    return last.replace("_", " ")
+
+
+def _ago(steps_back: int) -> str:
+    if steps_back == 0:
+        return "your latest item"
+    return f"{steps_back} item{'s' if steps_back > 1 else ''} back"
 
 
 # --------------------------------------------------------------------------- scorers
@@ -255,7 +283,8 @@ class Explainer:
         hist = np.asarray(history, dtype=np.int64)
         if len(hist) and (hist.min() < 0 or hist.max() >= self.n_items):
             raise RecsageError("history holds item indices outside the catalogue")
-        in_history = bool((hist == item).any())
+        seen = np.flatnonzero(hist == item)
+        in_history = bool(len(seen))
         recent = hist[-window:] if window > 0 else hist[:0]
         # the most recent occurrence of each item, excluding the explained item itself
         rev = recent[::-1]
@@ -265,7 +294,9 @@ class Explainer:
         order = np.argsort(steps, kind="stable")
         cand_hist, steps = uniq[order], steps[order]  # most recent first
         exp = Explanation(item=item, title=self.titles[item], sources=[str(s) for s in sources],
-                          scorer=self.scorer_name, in_history=in_history)  # fmt: skip
+                          scorer=self.scorer_name, in_history=in_history,
+                          in_history_steps_back=int(len(hist) - 1 - seen[-1]) if in_history
+                          else -1)  # fmt: skip
         if not len(cand_hist):
             return exp
         weights = np.asarray(self.scorer(cand_hist, item), np.float64)
@@ -318,26 +349,53 @@ class Explainer:
         return [PathReason(p.entities[0], p, self.describe(p)) for *_, p in best[:limit]]
 
     def describe(self, path: KGPath) -> str:
-        """``*Alien* (in your history) — same film.film.directed_by entity (m.0x2) as *Aliens*``."""
+        """``*Alien* (in your history) — same "directed by" as *Aliens* (an entity linked to
+        both)``: relations and entities in readable words, never a raw Freebase/Satori id."""
         assert self.graph is not None
         g = self.graph
         a, b = self.titles[path.entities[0]], self.titles[path.entities[-1]]
         if len(path) == 1:
-            rel = g.relation_names[path.relations[0]]
+            rel = readable_relation(str(g.relation_names[path.relations[0]]))
             link = f"*{a}* {rel} *{b}*" if path.forward[0] else f"*{b}* {rel} *{a}*"
             return f"*{a}* (in your history) — knowledge graph: {link}"
-        if len(path) == 2:
+        if len(path) == 2 and path.entities[1] >= g.n_items:
             mid = path.entities[1]
-            rel = str(g.relation_names[path.relations[0]])
+            rel = readable_relation(str(g.relation_names[path.relations[0]]))
             if not path.forward[0]:
-                rel = f"inverse of {rel}"
-            if mid < g.n_items:
-                return (f"*{a}* (in your history) — linked through *{self.titles[mid]}* "
-                        f"({g.describe_path(path, titles=self.titles)})")  # fmt: skip
+                rel = f"{rel} (inverse)"
+            name = str(g.entity_names[mid])
+            if looks_like_id(name):
+                return (f'*{a}* (in your history) — same "{rel}" as *{b}* '
+                        f"(an entity linked to both)")  # fmt: skip
             what = "entity" if g.entity_kinds[mid] == EXTERNAL else "value"
-            return (f"*{a}* (in your history) — same {rel} {what} ({g.entity_names[mid]}) "
-                    f"as *{b}*")  # fmt: skip
-        return f"*{a}* (in your history) — {g.describe_path(path, titles=self.titles)}"
+            return f'*{a}* (in your history) — same "{rel}" {what} ({name}) as *{b}*'
+        if len(path) == 2:
+            return (f"*{a}* (in your history) — linked through *{self.titles[path.entities[1]]}* "
+                    f"({self._readable_path(path)})")  # fmt: skip
+        return f"*{a}* (in your history) — {self._readable_path(path)}"
+
+    def _readable_path(self, path: KGPath) -> str:
+        """``A —[directed by]→ an entity linked to A ←[directed by]— B`` (items by title,
+        named entities by name, id-only entities as "an entity linked to" the previous)."""
+        assert self.graph is not None
+        g = self.graph
+        names: list[str] = []
+        for k, e in enumerate(path.entities):
+            if e < g.n_items:
+                names.append(f"*{self.titles[e]}*")
+                continue
+            name = str(g.entity_names[e])
+            if looks_like_id(name):
+                prev = path.entities[k - 1]
+                anchor = f"*{self.titles[prev]}*" if prev < g.n_items else "it"
+                name = f"an entity linked to {anchor}"
+            names.append(name)
+        out = names[0]
+        for i, (r, fwd) in enumerate(zip(path.relations, path.forward, strict=True)):
+            rel = readable_relation(str(g.relation_names[r]))
+            out += f" —[{rel}]→ " if fwd else f" ←[{rel}]— "
+            out += names[i + 1]
+        return out
 
     def check_faithful(self, history: Sequence[int] | np.ndarray, exp: Explanation) -> list[str]:
         """Problems found when re-checking every reason against the data ([] = faithful)."""
@@ -394,8 +452,10 @@ __all__ = [
     "attribute_scorer",
     "graph_scorer",
     "item_attributes",
+    "looks_like_id",
     "matrix_scorer",
     "model_scorer",
+    "readable_relation",
     "vector_scorer",
 ]
 

@@ -8,6 +8,7 @@ with negatives drawn from the candidate lists themselves. Serving uses full hist
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,21 @@ from recsage.types import (
 FALLBACK_SOURCE = "fallback:popular"
 FALLBACK_REASON = "popular with everyone (shown while we learn your taste)"
 HISTORY_LEN = 20
+
+
+@dataclass
+class PreparedItems:
+    """An item update computed off to the side (`Pipeline.prepare_items`), ready to swap in."""
+
+    base_items: Vocabulary  # the vocabulary it was computed against
+    items: Vocabulary
+    item_table: pd.DataFrame
+    stats: ItemStats
+    text_vectors: np.ndarray | None
+    titles: np.ndarray
+    catalogue: list[str] | None
+    added: int
+    updated: int
 
 
 @dataclass
@@ -616,44 +632,95 @@ class Pipeline:
         """Add or update items (column `item_id` plus text fields). New items get text
         vectors at once, so text and query channels can recommend them immediately.
         Returns (added, updated)."""
+        return self.commit_items(self.prepare_items(table))
+
+    def prepare_items(
+        self, table: pd.DataFrame, *, progress: Any = None, chunk: int = 1000
+    ) -> PreparedItems:
+        """Everything `add_items` computes (the grown item table, vocabulary, statistics,
+        text vectors, titles), built on copies so that the pipeline keeps serving unchanged;
+        `commit_items` swaps the result in. The caller keeps other item updates out between
+        the two (the service holds its item lock). `progress(done, total)` follows encoding."""
         assert self.items is not None and self.item_table is not None and self.stats is not None
         if "item_id" not in table.columns:
             raise ConfigError("new items need an 'item_id' column")
         ids = table["item_id"].astype(str).to_numpy()
         if len(set(ids)) != len(ids):
             raise ConfigError("duplicate item_id in the items to add")
-        known = self.items.lookup(ids) >= 0
+        base_items = self.items
+        known = base_items.lookup(ids) >= 0
         rows = table.drop(columns=["item_id"]).reset_index(drop=True)
+        item_table = self.item_table.copy()
         for col in rows.columns:
-            if col not in self.item_table.columns:
-                self.item_table[col] = None
-        upd_idx = self.items.lookup(ids[known])
-        self._titles = None
+            if col not in item_table.columns:
+                item_table[col] = None
+        upd_idx = base_items.lookup(ids[known])
         for j, idx in zip(np.flatnonzero(known), upd_idx, strict=True):
             for col in rows.columns:
-                self.item_table.at[int(idx), col] = rows.at[int(j), col]  # type: ignore[assignment]
+                item_table.at[int(idx), col] = rows.at[int(j), col]  # type: ignore[assignment]
         new_ids = ids[~known]
+        items, stats = base_items, self.stats
         if len(new_ids):
-            self.items = self.items.extend(new_ids)
+            items = base_items.extend(new_ids)
             add = rows[~known].reset_index(drop=True)
-            if "item_id" in self.item_table.columns:
+            if "item_id" in item_table.columns:
                 add.insert(0, "item_id", new_ids)
-            add.index = np.arange(len(self.item_table), len(self.item_table) + len(add))
-            self.item_table = pd.concat([self.item_table, add], axis=0)
-            self.stats.extend(len(new_ids))
-        if self.resources.item_text_vectors is not None and self.resources.text_encoder is not None:
+            add.index = np.arange(len(item_table), len(item_table) + len(add))
+            item_table = pd.concat([item_table, add], axis=0)
+            stats = copy.copy(self.stats)  # extend() rebinds arrays: the served stats stay
+            stats.extend(len(new_ids))
+        vectors = self.resources.item_text_vectors
+        encoder = self.resources.text_encoder
+        if vectors is not None and encoder is not None:
             from recsage.encoders.templates import ItemTextTemplate
 
-            changed = np.concatenate([upd_idx, self.items.lookup(new_ids)]).astype(np.int64)
-            texts = ItemTextTemplate().render(self.item_table.loc[changed])
-            vecs = self.resources.text_encoder.encode_items(texts)
-            old = self.resources.item_text_vectors
-            grown = np.zeros((self.n_items, old.shape[1]), np.float32)
-            grown[: len(old)] = old
-            grown[changed] = vecs
-            self.resources.item_text_vectors = grown
-        self.sync_stage_catalogue()
-        return len(new_ids), int(known.sum())
+            changed = np.concatenate([upd_idx, items.lookup(new_ids)]).astype(np.int64)
+            texts = ItemTextTemplate().render(item_table.loc[changed])
+            parts = []
+            for lo in range(0, len(texts), chunk):
+                parts.append(encoder.encode_items(texts[lo : lo + chunk]))
+                if progress is not None:
+                    progress(min(lo + chunk, len(texts)), len(texts))
+            grown = np.zeros((len(items), vectors.shape[1]), np.float32)
+            grown[: len(vectors)] = vectors
+            if parts:
+                grown[changed] = np.concatenate(parts)
+            vectors = grown
+        setters = [s for s in self.stages if isinstance(s, SupportsCatalogue)]
+        catalogue: list[str] | None = None
+        if setters:
+            from recsage.llm.rerank import catalogue_texts
+
+            catalogue = catalogue_texts(item_table)
+        return PreparedItems(
+            base_items=base_items,
+            items=items,
+            item_table=item_table,
+            stats=stats,
+            text_vectors=vectors,
+            titles=display_titles(item_table, items.ids),
+            catalogue=catalogue,
+            added=len(new_ids),
+            updated=int(known.sum()),
+        )
+
+    def commit_items(self, prepared: PreparedItems) -> tuple[int, int]:
+        """Swap in what `prepare_items` built (reference assignments only, so a write lock
+        around it is short). Refuses if the catalogue changed since. Returns (added, updated)."""
+        if self.items is not prepared.base_items:
+            raise RecsageError("the catalogue changed since these items were prepared")
+        self.items, self.item_table, self.stats = (
+            prepared.items,
+            prepared.item_table,
+            prepared.stats,
+        )
+        self.resources.item_text_vectors = prepared.text_vectors
+        self._titles = prepared.titles
+        if prepared.catalogue is not None:
+            for st in self.stages:
+                if isinstance(st, SupportsCatalogue):
+                    st.set_catalogue(prepared.catalogue)
+        return prepared.added, prepared.updated
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

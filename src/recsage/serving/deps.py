@@ -66,6 +66,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal | None]]:
             )
         return principal
 
+    check.recsage_scope = scope  # type: ignore[attr-defined]  # read by route_scopes()
     return check
 
 

@@ -2,22 +2,27 @@
 trending counts and the watcher that picks up a new `current` version.
 
 Requests call `Runtime.served()` once and use that `ServedModel` to the end, so a swap
-never changes the model under a running request. Feedback and item updates go through
-`ingest_lock`: stored first (committed), then applied to the served pipeline; a reload
-replays what arrived while the new version was loading under the same lock, so no event
-is lost between the old and the new model.
+never changes the model under a running request. Feedback goes through `ingest_lock` and
+item updates through `items_lock`: stored first (committed), then applied to the served
+pipeline; a reload takes both and replays what arrived while the new version was loading,
+so no event or item is lost between the old and the new model. Item updates build the
+grown catalogue (text vectors included) outside the model's read/write lock and swap it in
+under a short write lock, so a bulk add does not stall requests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from recsage.errors import RecsageError
 from recsage.feedback.events import TRAINING_TYPES, trending_weight
@@ -29,6 +34,35 @@ from recsage.serving.auth import KeyRing, RateLimiter
 from recsage.settings import Settings
 
 log = logging.getLogger("recsage.serving")
+T = TypeVar("T")
+BULK_LOG_ITEMS = 200  # item updates this large log progress and encode at low priority
+
+
+BACKGROUND_NICE = 19  # niceness of the thread that encodes bulk item texts (the lowest)
+
+
+def run_in_background(fn: Callable[[], T]) -> T:
+    """`fn()` on a worker thread at lower CPU priority with one torch thread, so a bulk
+    item add leaves the cores to requests first; waits for it and returns its result."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with contextlib.suppress(OSError, AttributeError):  # Linux: threads have own nice
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            torch = sys.modules.get("torch")
+            if torch is not None:
+                torch.set_num_threads(1)  # OpenMP: this thread's setting
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="recsage-items", daemon=True)
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
 
 
 class RWLock:
@@ -127,6 +161,7 @@ class Runtime:
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.trending = Trending()
         self.ingest_lock = threading.Lock()
+        self.items_lock = threading.Lock()  # taken before ingest_lock, never after
         self._swap_lock = threading.Lock()
         self._served: ServedModel | None = None
         self._stop = threading.Event()
@@ -191,7 +226,7 @@ class Runtime:
 
     def reload(self, *, force: bool = False) -> tuple[ServedModel, bool]:
         """Load the `current` version if it differs from the served one; swap atomically."""
-        with self._swap_lock:
+        with self._swap_lock, self.items_lock:
             name = self.registry.current_name()
             sm = self._served
             if name is None:
@@ -262,14 +297,43 @@ class Runtime:
         return new, applied
 
     def _apply_items(self, sm: ServedModel, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+        """Build the grown catalogue (text encoding included) outside `sm.lock`, then swap
+        it in under a short write lock. Callers hold `items_lock`, so nothing else changes
+        the catalogue between the two."""
         rows = dedupe_updates(rows)
+        t0 = time.perf_counter()
+        frame = item_frame(sm.pipeline, rows)
+        bulk = len(rows) >= BULK_LOG_ITEMS
+        if bulk:
+            log.info("%s: adding %d items (text encoding outside the lock)", sm.version, len(rows))
+
+        def progress(done: int, total: int) -> None:
+            if bulk:
+                log.info("%s: encoded %d/%d item texts", sm.version, done, total)
+
+        def prepare() -> Any:
+            return sm.pipeline.prepare_items(frame, progress=progress)
+
+        # a bulk add encodes on a low-priority thread; a few items are quicker inline
+        prepared = run_in_background(prepare) if bulk else prepare()
+        t1 = time.perf_counter()
         with sm.lock.write():
-            frame = item_frame(sm.pipeline, rows)
-            return sm.pipeline.add_items(frame)
+            added, updated = sm.pipeline.commit_items(prepared)
+        t2 = time.perf_counter()
+        if bulk:
+            log.info(
+                "%s: %d items added, %d updated (prepared in %.2fs, swapped in %.1f ms)",
+                sm.version, added, updated, t1 - t0, (t2 - t1) * 1000,
+            )  # fmt: skip
+        return added, updated
 
     def upsert_items(self, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        """Store item updates durably, then add them to the served catalogue."""
-        with self.ingest_lock:
+        """Store item updates durably, then add them to the served catalogue.
+
+        Holds `items_lock` (one catalogue change at a time, and no reload in between), not
+        `ingest_lock`: feedback keeps flowing while a bulk add encodes its texts. If a
+        reload swapped models meanwhile, the new one has replayed these updates already."""
+        with self.items_lock:
             sm = self.served()
             item_frame(sm.pipeline, dedupe_updates(rows))  # fails before anything is stored
             seq = self.store.append_items(rows)

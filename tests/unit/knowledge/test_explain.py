@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -15,9 +18,9 @@ from recsage.knowledge.explain import (
     item_attributes,
     matrix_scorer,
 )
-from recsage.knowledge.graph import ItemKnowledgeGraph, KGPath, attribute_triples
+from recsage.knowledge.graph import ItemKnowledgeGraph, KGPath, attribute_triples, item_key
 
-from .conftest import tiny_table
+from .conftest import TITLES, tiny_table
 
 
 def assert_faithful(ex: Explainer, history: list[int], exp: Explanation) -> None:
@@ -57,10 +60,58 @@ def test_reasons_by_hand(graph: ItemKnowledgeGraph) -> None:
     }
     # paths: Aliens -sequel-> Alien 3 (1 hop) beats the 2-hop company paths
     assert exp.paths[0].path.entities == (1, 2)
-    assert "film.film.sequel" in exp.paths[0].text
-    assert any(p.path.entities[0] == 0 and "m.fox" in p.text for p in exp.paths)
+    assert (
+        exp.paths[0].text
+        == "*Aliens* (in your history) — knowledge graph: *Aliens* sequel *Alien 3*"
+    )
+    # the company is known only by its MID: named by what links to it, never by the id
+    fox = [p.text for p in exp.paths if p.path.entities[0] == 0]
+    assert fox == [
+        '*Alien* (in your history) — same "production companies" as *Alien 3* '
+        "(an entity linked to both)"
+    ]
+    assert not any("m.fox" in line or "film.film" in line for line in exp.lines())
     assert_faithful(ex, history, exp)
     assert "found by: ease, kg" in exp.lines()
+
+
+def test_named_entities_and_longer_paths_read_as_words() -> None:
+    ext = pd.DataFrame(
+        {
+            "head": [item_key(0), item_key(1), item_key(3), "m.064_8sq"],
+            "relation": ["film.film.production_companies", "film.film.production_companies",
+                         "film.film.directed_by", "people.person.spouse"],
+            "tail": ["m.fox", "m.fox", "m.064_8sq", "m.0jg24"],
+        }
+    )  # fmt: skip
+    g = ItemKnowledgeGraph.build(5, [ext], item_names=TITLES, entity_display={"m.fox": "Fox"})
+    ex = Explainer(tiny_table(), g)
+    exp = ex.explain([0], 1)
+    assert [p.text for p in exp.paths] == [
+        '*Alien* (in your history) — same "production companies" entity (Fox) as *Aliens*'
+    ]
+    # id-only entities are named by the item before them; named ones by their name
+    ent = list(g.entity_names)
+    r_dir = g.relation_id("film.film.directed_by")
+    r_co = g.relation_id("film.film.production_companies")
+    one = KGPath((3, ent.index("m.064_8sq")), (r_dir,), (True,))
+    assert ex._readable_path(one) == "*Toy Story* —[directed by]→ an entity linked to *Toy Story*"
+    two = KGPath((0, ent.index("Fox"), 1), (r_co, r_co), (True, False))
+    assert ex._readable_path(two) == (
+        "*Alien* —[production companies]→ Fox ←[production companies]— *Aliens*"
+    )
+
+
+def test_an_item_already_in_the_history_says_so_first(graph: ItemKnowledgeGraph) -> None:
+    ex = Explainer(tiny_table(), graph)
+    exp = ex.explain([1, 0, 3], 0, sources=["pop"])
+    assert exp.in_history
+    assert exp.lines()[0] == "*Alien* is already in this history (1 item back)"
+    assert exp.lines()[1] == "found by: pop"
+    assert all(r.item != 0 for r in exp.because)  # not explained by itself
+    assert ex.explain([0, 1, 3, 1], 0).lines()[0].endswith("(3 items back)")
+    assert ex.explain([1, 0], 0).lines()[0].endswith("(your latest item)")
+    assert not ex.explain([1, 3], 0).in_history
 
 
 def test_model_scorer_weights_pick_the_history_items() -> None:
@@ -117,7 +168,8 @@ def test_explain_cli_on_bundled_movielens() -> None:
     )
     assert res.exit_code == 0, res.output
     assert "Star Wars" in res.output
-    assert "genre" in res.output and "entity (m." in res.output
+    assert "genre" in res.output and "an entity linked to both" in res.output
+    assert re.search(r"\bm\.[0-9a-z_]+", res.output) is None  # no raw Freebase MID shown
     assert "re-checked against the data: ok" in res.output
     bad = CliRunner().invoke(app, ["explain", "--user", "1", "--item", "no-such-item"])
     assert bad.exit_code != 0

@@ -142,3 +142,68 @@ def test_chat_command_reads_turns_from_stdin() -> None:
     assert res.exit_code == 0, res.output
     assert res.output.count("understood (rules)") == 3
     assert "years 1990–1999" in res.output and "-Horror" in res.output and "like " in res.output
+
+
+# ---- a non-movie catalogue: constraints come from its own fields ----------------------------
+SHOP = [  # (id, title, category, price)
+    ("s1", "Pawsome Chicken Cat Food", "Cat Food", 12.5),
+    ("s2", "Whisker Salmon Cat Food", "Cat Food", 24.0),
+    ("s3", "Clumping Cat Litter", "Cat Litter", 9.0),
+    ("s4", "Feather Cat Toy", "Cat Toys", 6.0),
+    ("s5", "Barkley Beef Dog Food", "Dog Food", 18.0),
+    ("s6", "Squeaky Dog Toy", "Dog Toys", 4.5),
+    ("s7", "Odour-Control Cat Litter", "Cat Litter", 15.0),
+    ("s8", "Kitten Starter Cat Food", "Cat Food", None),
+]
+
+
+@pytest.fixture
+def shop():
+    import pandas as pd
+
+    from recsage.llm.conversation.catalogue import Catalogue, KeywordEncoder
+
+    table = pd.DataFrame(
+        {
+            "item_id": [r[0] for r in SHOP],
+            "title": [r[1] for r in SHOP],
+            "categories": [[r[2]] for r in SHOP],
+            "price": [r[3] for r in SHOP],
+        }
+    )
+    enc = KeywordEncoder()
+    vectors = enc.encode_items([f"{r[1]}. {r[2]}" for r in SHOP])
+    return Catalogue.from_table(table["item_id"].tolist(), table, vectors, enc)
+
+
+def test_shop_words_come_from_the_catalogue(shop) -> None:
+    assert shop.category_terms()["litter"] == {"cat litter"}
+    assert shop.category_terms()["toy"] == {"cat toys", "dog toys"}
+    assert shop.prices is not None and np.isnan(shop.prices[7])
+    p = parse_rules("cat food but not litter, under 20", shop)
+    assert p.include == {"cat food"} and p.exclude == {"cat litter"}
+    assert p.price_max == 20.0 and p.price_min is None
+    assert p.year_max is None and p.mood is None  # no years or moods in a shop
+    # words of one clause narrow each other; negation reaches each word's categories
+    assert parse_rules("a toy for my cat", shop).include == {"cat toys"}
+    assert parse_rules("nothing for dogs", shop).exclude == {"dog food", "dog toys"}
+    # "less than 20" is a price, not a negation of what follows it
+    p = parse_rules("less than 20 dollars, cat toys", shop)
+    assert p.price_max == 20.0 and p.include == {"cat toys"} and not p.exclude
+    p = parse_rules("between $10 and $16", shop)
+    assert (p.price_min, p.price_max) == (10.0, 16.0)
+    assert parse_rules("$15 or more", shop).price_min == 15.0
+
+
+def test_shop_session_applies_categories_negation_and_price(shop) -> None:
+    s = ConversationSession(shop, n=3)
+    t = s.turn("cat food but not litter, under 20")
+    # the only cat food at <= 20 with a known price is s1 (s2 costs 24, s8 has no price);
+    # the list is then filled by other items that pass the price and the litter exclusion
+    ids = [r.item for r in t.recommendations]
+    assert ids[0] == "s1"
+    assert not {"s2", "s3", "s7", "s8"} & set(ids)
+    assert t.understood == "+Cat Food, -Cat Litter, price –20"
+    t2 = s.turn("cheaper, over 5")
+    assert s.constraints.price_min == 5.0 and s.constraints.price_max is None
+    assert "s6" not in [r.item for r in t2.recommendations]  # 4.50 < 5

@@ -184,3 +184,28 @@ def test_the_scopes_the_spec_documents_are_enforced(service: Service) -> None:
         r = service.client.request(method, path, json=body, headers=service.auth("admin"))
         assert r.status_code not in (401, 403), f"admin is refused by {key}"
         assert service.client.request(method, path, json=body).status_code == 401
+
+
+def test_route_scopes_read_from_the_routes_match_the_documented_ones() -> None:
+    from recsage.serving.routes import route_scopes
+
+    found = route_scopes()
+    assert len(found) == len(DOCUMENTED)
+    assert {(m, p): s for m, p, s in found} == DOCUMENTED
+
+
+def test_serve_help_lists_every_setting_and_each_route_scope() -> None:
+    from typer.testing import CliRunner
+
+    from recsage.cli.common import app
+    from recsage.settings import Settings
+
+    res = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for name in Settings.model_fields:
+        assert f"RECSAGE_{name.upper()} (default " in res.output, name
+    assert "RECSAGE_RATE_LIMIT (default 50.0): Requests/s per key; 0 = off." in res.output
+    assert "RECSAGE_MAX_BODY_BYTES (default 1048576)" in res.output
+    assert "RECSAGE_UI_DEMO (default false)" in res.output
+    for (method, path), scope in DOCUMENTED.items():
+        assert f"{method} {path}: {scope or 'no key'}" in res.output

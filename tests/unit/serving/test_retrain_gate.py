@@ -123,3 +123,31 @@ def test_a_candidate_that_learned_a_misleading_pattern_is_rejected(tmp_path: Pat
     want_new = hand_metrics(new)
     assert want_new["hr@10"] == 1.0 and want_new["ndcg@10"] < 1.0  # W found, not first
     assert result.metrics["new"]["ndcg@10"] == pytest.approx(want_new["ndcg@10"], abs=1e-9)
+
+
+def test_feedback_events_weigh_as_the_pipeline_was_trained() -> None:
+    from recsage.feedback.retrain import build_dataset
+    from recsage.feedback.store import Event
+
+    data = base_dataset(0)
+    weighted = Dataset(
+        "w", data.interactions, data.users, data.items, data.item_table,
+        event_weights={"view": 1.0, "cart": 2.0, "purchase": 3.0},
+    )  # fmt: skip
+    pipe = Pipeline(SPEC).fit(weighted)
+    assert pipe.event_weights == {"view": 1.0, "cart": 2.0, "purchase": 3.0}
+    evs = [
+        Event("e1", "u0", "i3", "purchase", 10.0),
+        Event("e2", "u0", "i4", "click", 11.0),
+        Event("e3", "new", "i3", "purchase", 12.0),
+    ]
+    ds, source = build_dataset(pipe, evs)
+    w = ds.interaction_weights()
+    assert w is not None
+    # purchase matches the shop's type (weight 3); click has no weight there (1); base rows 1
+    by_event = {evs[int(k)].event_id: float(w[r]) for r, k in enumerate(source) if k >= 0}
+    assert by_event == {"e1": 3.0, "e2": 1.0, "e3": 3.0}
+    assert set(w[source < 0].tolist()) == {1.0}
+    m = ds.matrix()
+    u0, i3 = ds.users.index_of("u0"), ds.items.index_of("i3")
+    assert m[u0, i3] == 3.0  # the largest weight among the pair's events

@@ -76,6 +76,21 @@ MOODS: dict[str, Mood] = {
 
 WORD_RE = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 
+#: item-table columns read as the price (the first present)
+PRICE_COLUMNS = ("price", "unit_price", "sale_price", "cost")
+
+
+def singular(word: str) -> str:
+    """A crude English singular for matching catalogue words: toys -> toy, leashes ->
+    leash, hutches -> hutch, puppies -> puppy; words ending in "ss" stay."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("es") and word[:-2].endswith(("s", "x", "ch", "sh")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
 
 def _norm(text: str) -> str:
     return " ".join(WORD_RE.findall(text.lower()))
@@ -120,12 +135,16 @@ class Catalogue:
     vectors: np.ndarray  # (I, D), L2-normalised
     encoder: Any  # .encode_queries(list[str]) -> (n, D)
     genre_names: dict[str, str] = field(default_factory=dict)  # lower -> display
+    prices: np.ndarray | None = None  # float, NaN = unknown; None = no price column
     _title_index: dict[str, list[int]] | None = None
+    _category_terms: dict[str, frozenset[str]] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         if not (len(self.titles) == len(self.years) == len(self.genres) == len(self.vectors) == n):
             raise ConfigError("catalogue columns must all have one row per item")
+        if self.prices is not None and len(self.prices) != n:
+            raise ConfigError("catalogue prices must have one row per item")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -156,8 +175,17 @@ class Catalogue:
             for v in vals:
                 names.setdefault(v.lower(), v)
             genres.append(frozenset(v.lower() for v in vals))
+        price_col = next((c for c in PRICE_COLUMNS if c in table.columns), None)
+        prices = None
+        if price_col is not None:
+            raw = pd.to_numeric(table[price_col], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+            prices = np.where(np.isfinite(raw), raw, np.nan)
+            if not np.isfinite(prices).any():
+                prices = None
         return cls(np.asarray(ids, dtype=object), titles, years, genres,
-                   np.asarray(vectors, np.float32), encoder, names)  # fmt: skip
+                   np.asarray(vectors, np.float32), encoder, names, prices)  # fmt: skip
 
     @classmethod
     def from_dataset(cls, dataset: Any, *, encoder: Any = None) -> Catalogue:
@@ -180,6 +208,26 @@ class Catalogue:
         if vectors is None or encoder is None:
             raise ConfigError("this pipeline has no text vectors; enable [text] and refit it")
         return cls.from_table(list(pipe.items.ids), pipe.item_table, vectors, encoder)
+
+    @property
+    def has_years(self) -> bool:
+        return bool(np.isfinite(self.years).any())
+
+    def category_terms(self) -> dict[str, frozenset[str]]:
+        """Word (singular) -> the categories whose names hold it, for the words of
+        multi-word category names ("litter" -> {"cat litter"}, "cat" -> every cat
+        category): a shop's own vocabulary, read from its catalogue."""
+        if self._category_terms is None:
+            terms: dict[str, set[str]] = {}
+            for g in self.genre_names:
+                words = WORD_RE.findall(g)
+                if len(words) < 2:
+                    continue
+                for w in words:
+                    if len(w) >= 3 and w not in STOP_WORDS_SET:
+                        terms.setdefault(singular(w), set()).add(g)
+            self._category_terms = {w: frozenset(gs) for w, gs in terms.items()}
+        return self._category_terms
 
     def display(self, i: int) -> str:
         y = self.years[i]

@@ -15,6 +15,7 @@ from recsage.llm.conversation.catalogue import (
     STOP_WORDS_SET,
     WORD_RE,
     Catalogue,
+    singular,
 )
 
 _NEGATIONS = (
@@ -77,6 +78,8 @@ class Constraints:
     mood: str | None = None
     anchors: list[int] = field(default_factory=list)  # items to be "more like"
     rejected: set[int] = field(default_factory=set)
+    price_min: float | None = None
+    price_max: float | None = None
 
     def describe(self, cat: Catalogue) -> str:
         parts = []
@@ -89,6 +92,10 @@ class Constraints:
             lo = self.year_min if self.year_min is not None else ""
             hi = self.year_max if self.year_max is not None else ""
             parts.append(f"years {lo}–{hi}")
+        if self.price_min is not None or self.price_max is not None:
+            lo = f"{self.price_min:g}" if self.price_min is not None else ""
+            hi = f"{self.price_max:g}" if self.price_max is not None else ""
+            parts.append(f"price {lo}–{hi}")
         if self.mood:
             parts.append(f"mood {self.mood}")
         if self.anchors:
@@ -114,6 +121,100 @@ class TurnParse:
     reject_shown: bool = False
     reset: bool = False
     query: str = ""
+    price_min: float | None = None
+    price_max: float | None = None
+
+
+_MONEY = r"(?:[$€£]\s*)?(\d+(?:[.,]\d{1,2})?)(?:\s*(?:[$€£]|dollars?|euros?|pounds?|usd|eur|gbp))?"
+_PRICE_MAX = re.compile(
+    rf"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than"
+    rf"|not more than|within|for less than)\s*{_MONEY}"
+    rf"|{_MONEY}\s*(?:or less|or under|or cheaper|max)\b"
+)
+_PRICE_MIN = re.compile(
+    rf"\b(?:over|above|more than|at least|min(?:imum)?|pricier than|no less than)\s*{_MONEY}"
+    rf"|{_MONEY}\s*(?:or more|and up|or above|plus)\b"
+)
+_PRICE_RANGE = re.compile(rf"\bbetween\s*{_MONEY}\s*(?:and|-|to)\s*{_MONEY}")
+_CHEAP = re.compile(r"\b(cheap|cheaper|cheapest|budget|inexpensive|affordable|low[- ]cost)\b")
+
+
+def _money(value: str) -> float:
+    return float(value.replace(",", "."))
+
+
+def _first(m: re.Match[str]) -> str:
+    return next(g for g in m.groups() if g is not None)
+
+
+def _parse_prices(
+    low: str, cat: Catalogue, out: TurnParse, consumed: list[tuple[int, int]]
+) -> None:
+    """Price limits ("under 20", "$10 or more", "between 10 and 25", "cheap") when the
+    catalogue has a price column; the spans are consumed."""
+    if cat.prices is None:
+        return
+    for m in _PRICE_RANGE.finditer(low):
+        a, b = (_money(g) for g in m.groups() if g is not None)
+        out.price_min, out.price_max = min(a, b), max(a, b)
+        consumed.append(m.span())
+    for m in _PRICE_MAX.finditer(low):
+        if not any(x <= m.start() < y for x, y in consumed):
+            out.price_max = _money(_first(m))
+            consumed.append(m.span())
+    for m in _PRICE_MIN.finditer(low):
+        if not any(x <= m.start() < y for x, y in consumed):
+            out.price_min = _money(_first(m))
+            consumed.append(m.span())
+    if out.price_max is None and out.price_min is None:
+        cheap = _CHEAP.search(low)
+        known = cat.prices[np.isfinite(cat.prices)]
+        if cheap and len(known):
+            out.price_max = float(np.quantile(known, 0.3))
+            consumed.append(cheap.span())
+
+
+def _masked(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` with `spans` blanked out (same length), so "less than 20" is no negation."""
+    chars = list(text)
+    for a, b in spans:
+        chars[a:b] = " " * (b - a)
+    return "".join(chars)
+
+
+def _category_mentions(
+    low: str, masked: str, cat: Catalogue, out: TurnParse, consumed: list[tuple[int, int]]
+) -> None:
+    """Catalogue categories named in full ("cat food"), then by their words ("litter",
+    "cat toy"): words in one clause narrow each other (cat + toy -> cat toys)."""
+    for g in sorted(cat.genre_names, key=len, reverse=True):  # longest names first
+        if g in GENRE_WORDS:
+            continue
+        for m in re.finditer(rf"(?<![\w-]){re.escape(g)}(?![\w-])", low):
+            if any(a <= m.start() < b for a, b in consumed):
+                continue
+            (out.exclude if _negated(masked[: m.start()]) else out.include).add(g)
+            consumed.append(m.span())
+    terms = cat.category_terms()
+    if not terms:
+        return
+    groups: dict[tuple[int, bool], list[frozenset[str]]] = {}
+    for m in WORD_RE.finditer(low):
+        if any(a <= m.start() < b for a, b in consumed):
+            continue
+        found = terms.get(singular(m.group(0)))
+        if found is None:
+            continue
+        clause = len(_CLAUSE.findall(low[: m.start()]))
+        neg = _negated(masked[: m.start()])
+        groups.setdefault((clause, neg), []).append(found)
+        consumed.append(m.span())
+    for (_, neg), sets in groups.items():
+        if neg:  # "not litter", "no dog": each word's categories are excluded
+            out.exclude.update(*sets)
+            continue
+        narrowed = frozenset.intersection(*sets)
+        out.include.update(narrowed or frozenset.union(*sets))
 
 
 def _year(tok: str, *, decade_end: bool = False) -> tuple[int, int] | None:
@@ -143,29 +244,31 @@ def parse_rules(text: str, cat: Catalogue, *, shown: int = 0) -> TurnParse:
     consumed: list[tuple[int, int]] = []
     if _RESET.search(low):
         out.reset = True
-    # years
+    # prices (a price column), then years (only when the catalogue has years)
+    _parse_prices(low, cat, out, consumed)
     ys = cat.years[np.isfinite(cat.years)]
-    for m in re.finditer(rf"\bbetween\s+({_YEAR_TOKEN})\s+and\s+({_YEAR_TOKEN})", low):
+    ylow = low if len(ys) else ""  # no years in the catalogue: "under 20" is no year
+    for m in re.finditer(rf"\bbetween\s+({_YEAR_TOKEN})\s+and\s+({_YEAR_TOKEN})", ylow):
         lo, hi = _year(m.group(1)), _year(m.group(2))
         if lo and hi:
             out.year_min, out.year_max = min(lo[0], hi[0]), max(lo[1], hi[1])
             consumed.append(m.span())
     before = r"older than|before|earlier than|prior to|pre-?|up to|until|no later than"
-    for m in re.finditer(rf"\b(?:{before})\s*(?:the\s+)?({_YEAR_TOKEN})", low):
+    for m in re.finditer(rf"\b(?:{before})\s*(?:the\s+)?({_YEAR_TOKEN})", ylow):
         y = _year(m.group(1))
         if y:
             inclusive = m.group(0).startswith(("up to", "until", "no later"))
             out.year_max = y[1] if inclusive else y[0] - 1
             consumed.append(m.span())
     after = r"newer than|after|later than|since|post-?|from after"
-    for m in re.finditer(rf"\b(?:{after})\s*(?:the\s+)?({_YEAR_TOKEN})", low):
+    for m in re.finditer(rf"\b(?:{after})\s*(?:the\s+)?({_YEAR_TOKEN})", ylow):
         y = _year(m.group(1))
         if y:
             out.year_min = y[0] if m.group(0).startswith("since") else y[1] + 1
             consumed.append(m.span())
     if out.year_min is None and out.year_max is None:
         for m in re.finditer(
-            rf"(?<![\w-])(?:from |in |of )?(?:the )?({_YEAR_TOKEN})(?![\w-])", low
+            rf"(?<![\w-])(?:from |in |of )?(?:the )?({_YEAR_TOKEN})(?![\w-])", ylow
         ):
             y = _year(m.group(1))
             if y and (m.group(1).endswith("s") or m.group(0).strip().startswith(("in", "from"))):
@@ -181,7 +284,9 @@ def parse_rules(text: str, cat: Catalogue, *, shown: int = 0) -> TurnParse:
     for item, a, b in cat.find_titles(text):
         (out.reject_items if _negated(text[:a]) else out.like_items).append(item)
         consumed.append((a, b))
-    # genres (only those the catalogue has)
+    # genres (only those the catalogue has): synonyms for known movie genres, then the
+    # catalogue's own category names and their words
+    masked = _masked(low, consumed)
     for genre, words in GENRE_WORDS.items():
         if genre not in cat.genre_names:
             continue
@@ -189,17 +294,14 @@ def parse_rules(text: str, cat: Catalogue, *, shown: int = 0) -> TurnParse:
             for m in re.finditer(rf"(?<![\w-]){re.escape(w)}(?![\w-])", low):
                 if any(a <= m.start() < b for a, b in consumed):
                     continue
-                (out.exclude if _negated(low[: m.start()]) else out.include).add(genre)
+                (out.exclude if _negated(masked[: m.start()]) else out.include).add(genre)
                 consumed.append(m.span())
-    for g in cat.genre_names:  # catalogue genres not in the synonym table
-        if g in GENRE_WORDS:
-            continue
-        for m in re.finditer(rf"(?<![\w-]){re.escape(g)}(?![\w-])", low):
-            (out.exclude if _negated(low[: m.start()]) else out.include).add(g)
-            consumed.append(m.span())
+    _category_mentions(low, masked, cat, out, consumed)
     out.include -= out.exclude
     # mood
     for name, mood in MOODS.items():
+        if not set(cat.genre_names) & (set(mood.boost) | set(mood.sink)):
+            continue  # a catalogue without these genres (a shop): "light" is no mood
         hits = [
             m.span()
             for w in mood.words

@@ -115,7 +115,7 @@ class ConversationSession:
         merged = rules
         merged.include |= {g for g in llm.include if g not in rules.exclude}
         merged.exclude |= {g for g in llm.exclude if g not in rules.include}
-        for key in ("year_min", "year_max", "mood"):
+        for key in ("year_min", "year_max", "mood", "price_min", "price_max"):
             if getattr(merged, key) is None:
                 setattr(merged, key, getattr(llm, key))
         if not merged.like_positions and not merged.reject_positions:
@@ -137,6 +137,8 @@ class ConversationSession:
         c.exclude_genres = (c.exclude_genres | p.exclude) - p.include
         if p.year_min is not None or p.year_max is not None:
             c.year_min, c.year_max = p.year_min, p.year_max
+        if p.price_min is not None or p.price_max is not None:
+            c.price_min, c.price_max = p.price_min, p.price_max
         if p.mood:
             c.mood = p.mood
         for pos in p.like_positions:
@@ -197,6 +199,11 @@ class ConversationSession:
             allowed &= np.nan_to_num(cat.years, nan=-1e9) >= c.year_min
         if c.year_max is not None:
             allowed &= np.nan_to_num(cat.years, nan=1e9) <= c.year_max
+        if cat.prices is not None:  # an unknown price does not pass a price limit
+            if c.price_min is not None:
+                allowed &= np.nan_to_num(cat.prices, nan=-np.inf) >= c.price_min
+            if c.price_max is not None:
+                allowed &= np.nan_to_num(cat.prices, nan=np.inf) <= c.price_max
         blocked = list(c.rejected) + list(c.anchors)
         if len(self.history):
             blocked += self.history.tolist()

@@ -40,7 +40,7 @@ def scored_items(recs: list[Recommendation]) -> list[ScoredItem]:
 
 
 @router.get(
-    "/v1/items/{item_id}/similar",
+    "/v1/items/{item_id:path}/similar",  # `path`: ids may contain "/" (sent as %2F)
     response_model=SimilarResponse,
     responses=ERROR_RESPONSES,
     tags=["recommend"],

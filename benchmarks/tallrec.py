@@ -272,8 +272,9 @@ def main() -> None:
     ap.add_argument("--llm-layers", type=int, default=8, help="LoRA on the last K blocks")
     ap.add_argument("--llm-rank", type=int, default=8)
     ap.add_argument("--llm-max-tokens", type=int, default=256)
-    ap.add_argument("--llm-min-examples", type=int, default=128,
-                    help="LLM epochs = ceil(this / shots)")
+    ap.add_argument(
+        "--llm-min-examples", type=int, default=128, help="LLM epochs = ceil(this / shots)"
+    )
     args = ap.parse_args()  # fmt: skip
     t_all = time.perf_counter()
     train, test = parse(args.train), parse(args.test)
@@ -379,7 +380,8 @@ def markdown(p: dict[str, Any], shots: list[int]) -> str:
         f"| model | {head} |",
         "|---|" + "---:|" * len(shots),
         f"| recsage SmolLM2-135M + LoRA, yes/no logits ({a['llm']}) | "
-        + _cells(p["llm_summary"], shots) + " |",
+        + _cells(p["llm_summary"], shots)
+        + " |",
         "| recsage cross-encoder (MiniLM-L6, 22M) | " + _cells(p["summary"], shots) + " |",
         "| few-shot logistic regression on 4 MiniLM similarities | "
         + " | ".join(

@@ -71,7 +71,7 @@ class LMRankerConfig:
 
     model: str = "smollm2"
     lora_rank: int = 8
-    lora_alpha: float = 16.0
+    lora_alpha: int = 16
     lora_layers: int = 8
     targets: tuple[str, ...] = ("q_proj", "v_proj")
     lr: float = 1e-3

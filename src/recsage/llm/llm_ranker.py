@@ -168,7 +168,7 @@ def ranker_examples(
             if not hits or len(top) < 2:
                 out.skipped += 1
                 continue
-            (prompt, order), = stage.prompts([np.asarray(seqs[user])], [top], [int(user)])
+            ((prompt, order),) = stage.prompts([np.asarray(seqs[user])], [top], [int(user)])
             answer = order.index(hits[0])
             out.examples.append(lm.example(prompt, list_labels(len(order)), answer))
             out.users.append(int(user))

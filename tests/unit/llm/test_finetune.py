@@ -139,8 +139,9 @@ def test_the_target_enters_a_prompt_only_as_a_candidate(tiny: LMRanker, tmp_path
     assert isinstance(stage, LLMRankerStage)
     n = data.n_items
     # unique names, so a name in a prompt identifies exactly one item
-    stage.catalogue = TextCatalogue([f"<item {i}>" for i in range(n)],
-                                    [f"<item {i}>" for i in range(n)], [[] for _ in range(n)])
+    stage.catalogue = TextCatalogue(
+        [f"<item {i}>" for i in range(n)], [f"<item {i}>" for i in range(n)], [[] for _ in range(n)]
+    )
     stage.lm = tiny
     split = loo.valid
     got = ranker_examples(pipe, split, stage)
@@ -166,3 +167,12 @@ def test_the_target_enters_a_prompt_only_as_a_candidate(tiny: LMRanker, tmp_path
     adapter = tmp_path / "pipe"
     sizes = [p.stat().st_size for p in adapter.rglob("*.safetensors") if "adapter" in str(p)]
     assert sizes and max(sizes) < 100_000
+
+
+def test_training_needs_an_llm_ranker_stage() -> None:
+    from recsage.errors import ConfigError
+    from recsage.llm.llm_ranker import train_llm_ranker
+
+    pipe = Pipeline({"channels": [{"kind": "popularity"}]})
+    with pytest.raises(ConfigError, match="no llm_ranker stage 'x'"):
+        train_llm_ranker(pipe, None, stage_name="x")

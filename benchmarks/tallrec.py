@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--test", type=Path, default=default / "test.json")
     ap.add_argument("--shots", default="16,64,256")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--head-lr", type=float, default=5e-3)
     ap.add_argument("--max-length", type=int, default=128)
@@ -298,7 +299,7 @@ def main() -> None:
     runs: dict[int, list[dict[str, float]]] = {}
     llm_runs: dict[int, list[dict[str, float]]] = {}
     for n in shots:
-        for seed in range(args.seeds if "llm" in methods else 0):
+        for seed in range(args.first_seed, args.first_seed + args.seeds if "llm" in methods else 0):
             auc, secs, _ = llm_few_shot(train, test, n, seed, args)
             llm_runs.setdefault(n, []).append({"seed": seed, "auc": auc, "train_seconds": secs})
             print(f"  LLM N={n} seed={seed}: AUC {auc:.2f} (trained {secs:.0f}s)", flush=True)

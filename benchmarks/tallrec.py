@@ -8,6 +8,11 @@ pool) and score P(yes) on every `--test` record; AUC (scikit-learn) per N, mean 
 seeds. Baselines on MiniLM title embeddings: zero-shot cosine between the target and the
 liked titles (mean vector), that minus the cosine to the disliked titles, and a few-shot
 logistic regression on four such similarities fitted on the same N records.
+A second learner (`--methods llm`): the bundled SmolLM2-135M-Instruct (GGUF dequantised by
+transformers) with LoRA adapters on the last `--llm-layers` blocks, trained on the same N
+records to answer " Yes"/" No" after a short prompt (liked titles, disliked titles,
+target); score = log P(Yes) normalised over {Yes, No}. N = 0 scores the untrained model.
+`--test-limit K` scores a fixed random subset of K test records (every method the same).
 `--init DIR` starts from a saved cross-encoder (e.g. one tuned on movies, for a transfer
 check) and `--shots 0` scores with it as it is; `--save DIR` keeps the largest-N ranker.
 TALLRec's published AUC (LLaMA-7B + LoRA; README Table 1, see docs/references.md) is shown
@@ -41,6 +46,7 @@ from sklearn.metrics import roc_auc_score
 
 from recsage.errors import DataError
 from recsage.llm.cross_encoder import CrossEncoderRanker
+from recsage.llm.finetune import YES_NO, LMRanker, yes_no_prompt
 
 PUBLISHED = {  # TALLRec README Table 1 (AUC x 100), docs/references.md Q4
     "movie": {16: 67.24, 64: 67.48, 256: 71.98},
@@ -193,6 +199,33 @@ def few_shot(
     return 100 * roc_auc_score([r.label for r in test], s), secs, ranker
 
 
+def llm_few_shot(
+    train: list[Record], test: list[Record], n: int, seed: int, args: argparse.Namespace
+) -> tuple[float, float, LMRanker]:
+    """LoRA-tune the LLM on n sampled records (n = 0: the base model as it is) to answer
+    " Yes"/" No"; returns (test AUC x 100, training seconds, the ranker)."""
+    rng = np.random.default_rng(seed)
+    ranker = LMRanker(
+        model=args.llm, lr=args.llm_lr, batch_size=args.llm_batch, lora_layers=args.llm_layers,
+        lora_rank=args.llm_rank, threads=args.threads, seed=seed, max_tokens=args.llm_max_tokens,
+        epochs=max(1, math.ceil(args.llm_min_examples / max(1, n))),
+    )  # fmt: skip
+
+    def examples(records: list[Record]) -> list[Any]:
+        return [
+            ranker.example(yes_no_prompt(r.liked, r.disliked, r.target), YES_NO, 1 - r.label)
+            for r in records
+        ]
+
+    t0 = time.perf_counter()
+    if n > 0:
+        shots = [train[i] for i in rng.choice(len(train), size=min(n, len(train)), replace=False)]
+        ranker.fit(examples(shots))
+    secs = time.perf_counter() - t0
+    s = [float(x[0]) for x in ranker.score(examples(test), batch_size=8)]
+    return 100 * roc_auc_score([r.label for r in test], s), secs, ranker
+
+
 def main() -> None:
     from recsage.data.sources.registry import shared_data_dir
 
@@ -202,6 +235,7 @@ def main() -> None:
     ap.add_argument("--test", type=Path, default=default / "test.json")
     ap.add_argument("--shots", default="16,64,256")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--head-lr", type=float, default=5e-3)
     ap.add_argument("--max-length", type=int, default=128)
@@ -231,9 +265,24 @@ def main() -> None:
         help="save the ranker fine-tuned on the largest N (seed 0) here",
     )
     ap.add_argument("--name", default="tallrec", help="result file name")
+    ap.add_argument("--methods", default="cross_encoder,llm", help="learners to run")
+    ap.add_argument("--test-limit", type=int, default=0, help="score K random test records")
+    ap.add_argument("--llm", default="smollm2", help="local model for the LoRA learner")
+    ap.add_argument("--llm-lr", type=float, default=1e-3)
+    ap.add_argument("--llm-batch", type=int, default=8)
+    ap.add_argument("--llm-layers", type=int, default=8, help="LoRA on the last K blocks")
+    ap.add_argument("--llm-rank", type=int, default=8)
+    ap.add_argument("--llm-max-tokens", type=int, default=256)
+    ap.add_argument(
+        "--llm-min-examples", type=int, default=128, help="LLM epochs = ceil(this / shots)"
+    )
     args = ap.parse_args()  # fmt: skip
     t_all = time.perf_counter()
     train, test = parse(args.train), parse(args.test)
+    if 0 < args.test_limit < len(test):
+        keep = np.sort(np.random.default_rng(12345).choice(len(test), args.test_limit, False))
+        test = [test[i] for i in keep]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     domain = test[0].domain
     shots = [int(s) for s in args.shots.split(",") if s.strip()]
     print(f"{len(train)} train / {len(test)} test records ({domain}); "
@@ -248,8 +297,16 @@ def main() -> None:
     }
     print(f"similarity + logistic regression AUC: {logreg}", flush=True)
     runs: dict[int, list[dict[str, float]]] = {}
+    llm_runs: dict[int, list[dict[str, float]]] = {}
     for n in shots:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds if "llm" in methods else 0):
+            auc, secs, _ = llm_few_shot(train, test, n, seed, args)
+            llm_runs.setdefault(n, []).append({"seed": seed, "auc": auc, "train_seconds": secs})
+            print(f"  LLM N={n} seed={seed}: AUC {auc:.2f} (trained {secs:.0f}s)", flush=True)
+            if n == 0:
+                break  # the untrained model does not depend on the seed
+    for n in shots:
+        for seed in range(args.seeds if "cross_encoder" in methods else 0):
             auc, secs, ranker = few_shot(train, test, n, seed, args)
             if args.save is not None and n == max(shots) and seed == 0:
                 ranker.save(args.save)
@@ -267,13 +324,9 @@ def main() -> None:
         "zero_shot_auc": zs,
         "similarity_logreg_auc": logreg,
         "few_shot": {str(n): r for n, r in runs.items()},
-        "summary": {
-            str(n): {
-                "mean": float(np.mean([x["auc"] for x in r])),
-                "std": float(np.std([x["auc"] for x in r])),
-            }
-            for n, r in runs.items()
-        },
+        "summary": _summary(runs),
+        "llm_few_shot": {str(n): r for n, r in llm_runs.items()},
+        "llm_summary": _summary(llm_runs),
         "published_tallrec": PUBLISHED.get(domain, {}),
         "seconds": round(time.perf_counter() - t_all, 1),
     }
@@ -281,6 +334,26 @@ def main() -> None:
     path = write_result(args.name, payload)
     print(payload["markdown"])
     print(f"wrote {path}")
+
+
+def _summary(runs: dict[int, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {
+        str(n): {
+            "mean": float(np.mean([x["auc"] for x in r])),
+            "std": float(np.std([x["auc"] for x in r])),
+            "train_minutes": float(np.mean([x["train_seconds"] for x in r])) / 60,
+            "seeds": len(r),
+        }
+        for n, r in runs.items()
+    }
+
+
+def _cells(summary: dict[str, dict[str, float]], shots: list[int]) -> str:
+    return " | ".join(
+        f"{summary[str(n)]['mean']:.2f} ± {summary[str(n)]['std']:.2f}" if str(n) in summary
+        else "–"
+        for n in shots
+    )  # fmt: skip
 
 
 def markdown(p: dict[str, Any], shots: list[int]) -> str:
@@ -294,7 +367,9 @@ def markdown(p: dict[str, Any], shots: list[int]) -> str:
         machine_line(p["machine"]),
         "",
         f"Train pool `{Path(p['train_file']).name}` ({p['records']['train_pool']:,} records), "
-        f"test `{Path(p['test_file']).name}` ({p['records']['test']:,} records). Cross-encoder: "
+        f"test `{Path(p['test_file']).name}` ({p['records']['test']:,} records scored). "
+        f"LLM: LoRA rank {a['llm_rank']} on the last {a['llm_layers']} blocks, lr {a['llm_lr']}, "
+        f"batch {a['llm_batch']}, epochs = ceil({a['llm_min_examples']} / N). Cross-encoder: "
         f"all-MiniLM-L6-v2 + fresh 1-logit head, pointwise BCE, lr {a['lr']} (head "
         f"{a['head_lr']}), max length {a['max_length']}, epochs = "
         f"ceil({a['min_examples']} / N); query = liked"
@@ -305,11 +380,10 @@ def markdown(p: dict[str, Any], shots: list[int]) -> str:
         "",
         f"| model | {head} |",
         "|---|" + "---:|" * len(shots),
-        "| recsage cross-encoder (MiniLM-L6, 22M) | "
-        + " | ".join(
-            f"{p['summary'][str(n)]['mean']:.2f} ± {p['summary'][str(n)]['std']:.2f}" for n in shots
-        )
+        f"| recsage SmolLM2-135M + LoRA, yes/no logits ({a['llm']}) | "
+        + _cells(p["llm_summary"], shots)
         + " |",
+        "| recsage cross-encoder (MiniLM-L6, 22M) | " + _cells(p["summary"], shots) + " |",
         "| few-shot logistic regression on 4 MiniLM similarities | "
         + " | ".join(
             f"{np.nanmean(p['similarity_logreg_auc'][str(n)]):.2f} ± "

@@ -80,6 +80,13 @@ CROSS_ENCODER = ArtifactFormat(
 CROSS_ENCODER_STAGE = ArtifactFormat(
     "recsage-cross-encoder-stage", 1, "stage", "a saved cross-encoder stage", files=()
 )
+LLM_ADAPTER = ArtifactFormat(
+    "recsage-llm-adapter", 1, "model", "LoRA adapters of a fine-tuned LLM ranker",
+    loader="LMRanker.load",
+)  # fmt: skip
+LLM_RANKER_STAGE = ArtifactFormat(
+    "recsage-llm-ranker-stage", 1, "stage", "a saved LLM ranker stage", files=()
+)
 CHECKPOINT = ArtifactFormat(
     "recsage-checkpoint", 1, "trainer", "a training checkpoint", loader="fit(checkpoint_dir=...)"
 )
@@ -87,7 +94,7 @@ FORMATS: dict[str, ArtifactFormat] = {
     f.name: f
     for f in (
         MODEL, RANKER, VECTOR_INDEX, PIPELINE, KNOWLEDGE_GRAPH, TRANSE, CROSS_ENCODER,
-        CROSS_ENCODER_STAGE, CHECKPOINT,
+        CROSS_ENCODER_STAGE, LLM_ADAPTER, LLM_RANKER_STAGE, CHECKPOINT,
     )
 }  # fmt: skip
 _ALIASES = {alias: f for f in FORMATS.values() for alias in f.aliases}

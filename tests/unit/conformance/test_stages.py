@@ -83,6 +83,22 @@ class TestCrossEncoder(_Spec):
         return stage
 
 
+class TestLLMRanker(_Spec):
+    """The fine-tuned LLM ranker stage with a tiny random Llama (byte tokenizer, LoRA added
+    but untrained): the contract is about what the stage does with any scores."""
+
+    spec: ClassVar[dict[str, Any]] = {"kind": "llm_ranker", "keep": 10, "top": 6}
+
+    def make_stage(self, data: Dataset) -> Stage:
+        from recsage.llm.cross_encoder import TextCatalogue
+        from recsage.llm.finetune import LMRanker
+
+        stage: Any = super().make_stage(data)
+        stage.lm = LMRanker(model="tiny", max_tokens=2048).ready()
+        stage.catalogue = TextCatalogue.from_item_table(data.item_table)
+        return stage
+
+
 def test_every_registered_stage_kind_runs_the_suite() -> None:
     from recsage.ranking.stages.registry import STAGES
 

@@ -19,6 +19,7 @@ STAGES.register("learned", "recsage.ranking.stages.learned:LearnedStage")
 STAGES.register("mmr", "recsage.ranking.stages.diversity:MMRStage")
 STAGES.register("llm", "recsage.llm.rerank:LLMRerankStage")
 STAGES.register("cross_encoder", "recsage.llm.cross_encoder:CrossEncoderStage")
+STAGES.register("llm_ranker", "recsage.llm.llm_ranker:LLMRankerStage")
 
 
 def create_stage(spec: dict[str, Any]) -> Stage:

@@ -53,6 +53,16 @@ def test_shipped_spec_fits_and_serves_on_tiny_data(path: Path, text_cache: Path)
     small = shrink(spec, text_cache)
     data = tiny_dataset(0)
     pipe = Pipeline(small).fit(data)
+    if any(st["kind"] == "llm_ranker" for st in spec["stages"]):
+        # the LLM stage is trained separately (`recsage llm finetune`): here on the
+        # validation split with a tiny random Llama, one epoch
+        from recsage.data.splits import leave_one_out
+        from recsage.llm.finetune import LMRanker
+        from recsage.llm.llm_ranker import train_llm_ranker
+
+        lm = LMRanker(model="tiny", max_tokens=2048, epochs=1)
+        examples = train_llm_ranker(pipe, leave_one_out(data).valid, lm=lm)
+        assert len(examples.examples) > 0
     names = [c["name"] for c in spec["channels"]]
     assert [c.name for c in pipe.channels] == names
     assert [s.name for s in pipe.stages] == [s["name"] for s in spec["stages"]]

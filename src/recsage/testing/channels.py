@@ -72,7 +72,9 @@ class ChannelTests:
     # ---- what a subclass provides ---------------------------------------------------
     def make_channel(self) -> Channel:
         """A new, unfitted channel."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define make_channel() (conformance suite hook)"
+        )
 
     def make_resources(self, data: Dataset) -> Resources:
         """Shared resources the channel fits with (item text vectors, encoder)."""

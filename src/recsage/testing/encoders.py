@@ -29,14 +29,18 @@ class EncoderTests:
     batch_atol: ClassVar[float] = 1e-5
 
     def make_encoder(self) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define make_encoder() (conformance suite hook)"
+        )
 
     def make_other_encoder(self) -> Any | None:
         """An encoder of another model / setting (None: fingerprint change not checked)."""
         return None
 
     def inputs(self) -> Sequence[Any]:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define inputs() (conformance suite hook)"
+        )
 
     def encode(self, encoder: Any, inputs: Sequence[Any]) -> np.ndarray:
         return np.asarray(encoder.encode(list(inputs)))

@@ -62,7 +62,9 @@ class VectorIndexTests:
     min_recall: ClassVar[float] = 1.0
 
     def make_index(self) -> VectorIndex:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define make_index() (conformance suite hook)"
+        )
 
     @property
     def exact(self) -> bool:

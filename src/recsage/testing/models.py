@@ -39,7 +39,9 @@ class RecommenderTests:
 
     def make_model(self) -> Recommender:
         """A new, unfitted model."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define make_model() (conformance suite hook)"
+        )
 
     def fit(self, model: Recommender, data: Dataset) -> Recommender:
         """How the suite trains the model (override to pass extra inputs)."""

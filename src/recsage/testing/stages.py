@@ -127,7 +127,9 @@ class StageTests:
 
     def make_stage(self, data: Dataset) -> Stage:
         """A stage ready to apply (trained when it learns)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define make_stage() (conformance suite hook)"
+        )
 
     @pytest.fixture(scope="class")
     @classmethod

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -583,6 +583,26 @@ def training_lists(
     return out
 
 
+S = TypeVar("S", bound="CrossEncoderStage")
+
+
+def stage_to_train(pipe: Any, kind: type[S], stage_name: str | None = None) -> S:
+    """The pipeline's (first, or named) stage of class `kind`, given the current catalogue
+    texts: the common start of training a text-reading ranking stage after `Pipeline.fit`."""
+    stages = [s for s in pipe.stages if isinstance(s, kind)]
+    if stage_name is not None:
+        stages = [s for s in stages if s.name == stage_name]
+    if not stages:
+        raise ConfigError(
+            f"the pipeline has no {kind.kind} stage" + (f" '{stage_name}'" if stage_name else "")
+        )
+    if pipe.item_table is None:
+        raise RecsageError(f"fit the pipeline's channels before training its {kind.kind} stage")
+    stage = stages[0]
+    stage.catalogue = TextCatalogue.from_item_table(pipe.item_table)
+    return stage
+
+
 def train_cross_encoder(
     pipe: Any,
     split: Any,
@@ -598,17 +618,7 @@ def train_cross_encoder(
 ) -> TrainingLists:
     """Fine-tune the pipeline's cross-encoder stage on `split`'s targets (e.g. the LOO
     validation split, whose histories exclude the targets), listwise by default."""
-    stages = [s for s in pipe.stages if isinstance(s, CrossEncoderStage)]
-    if stage_name is not None:
-        stages = [s for s in stages if s.name == stage_name]
-    if not stages:
-        raise ConfigError(
-            "the pipeline has no cross_encoder stage" + (f" '{stage_name}'" if stage_name else "")
-        )
-    stage = stages[0]
-    if pipe.item_table is None:
-        raise RecsageError("fit the pipeline's channels before training the cross-encoder")
-    stage.catalogue = TextCatalogue.from_item_table(pipe.item_table)
+    stage = stage_to_train(pipe, CrossEncoderStage, stage_name)
     data = training_lists(pipe, split, stage, users=users, negatives=negatives, pool=pool,
                           seed=seed)  # fmt: skip
     stage.ranker = ranker or CrossEncoderRanker(seed=seed)
@@ -623,6 +633,7 @@ __all__ = [
     "TextCatalogue",
     "TrainingLists",
     "blend",
+    "stage_to_train",
     "tiny_cross_encoder",
     "train_cross_encoder",
     "training_lists",

@@ -27,7 +27,12 @@ import numpy as np
 
 from recsage.artifacts import LLM_RANKER_STAGE, read_artifact, write_artifact
 from recsage.errors import ConfigError, RecsageError
-from recsage.llm.cross_encoder import CATALOGUE_FILE, CrossEncoderStage, TextCatalogue
+from recsage.llm.cross_encoder import (
+    CATALOGUE_FILE,
+    CrossEncoderStage,
+    TextCatalogue,
+    stage_to_train,
+)
 from recsage.llm.finetune import Example, LMRanker, list_labels, list_prompt
 from recsage.ranking.stages.base import StageContext
 from recsage.types import CandidateBatch
@@ -190,17 +195,7 @@ def train_llm_ranker(
 ) -> RankerExamples:
     """LoRA-tune the pipeline's llm_ranker stage on `split`'s targets (the leave-one-out
     validation split: histories exclude the targets, and test items are never seen)."""
-    stages = [s for s in pipe.stages if isinstance(s, LLMRankerStage)]
-    if stage_name is not None:
-        stages = [s for s in stages if s.name == stage_name]
-    if not stages:
-        raise ConfigError(
-            "the pipeline has no llm_ranker stage" + (f" '{stage_name}'" if stage_name else "")
-        )
-    stage = stages[0]
-    if pipe.item_table is None:
-        raise RecsageError("fit the pipeline's channels before training the LLM ranker")
-    stage.catalogue = TextCatalogue.from_item_table(pipe.item_table)
+    stage = stage_to_train(pipe, LLMRankerStage, stage_name)
     stage.lm = (lm or LMRanker()).ready()
     data = ranker_examples(pipe, split, stage, users=users)
     fingerprint = f"{len(data.examples)}:{sum(data.users)}:{sum(data.answers)}"

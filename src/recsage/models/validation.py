@@ -7,7 +7,9 @@ so a model never has to import the evaluation package (a higher layer) to valida
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,3 +34,18 @@ def validation_ndcg(
 
 
 __all__ = ["validation_ndcg"]
+
+
+def training_record(model: Any) -> dict[str, Any]:
+    """The epoch history and best validation score of a model trained by the Trainer, for
+    its manifest (NaN is written as null)."""
+    best = None if math.isnan(model.best_ndcg) else float(model.best_ndcg)
+    return {"history": model.history, "best_epoch": model.best_epoch, "best_ndcg": best}
+
+
+def restore_training_record(model: Any, extra: dict[str, Any]) -> None:
+    """Set `history`, `best_epoch` and `best_ndcg` back from a manifest's `training_record`."""
+    model.history = list(extra.get("history", []))
+    model.best_epoch = int(extra.get("best_epoch", 0))
+    best = extra.get("best_ndcg")
+    model.best_ndcg = float("nan") if best is None else float(best)

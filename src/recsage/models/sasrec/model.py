@@ -32,7 +32,7 @@ from recsage.models.sasrec.batches import (
     _unflatten,
 )
 from recsage.models.sasrec.net import SASRecConfig, SASRecNet, softmax_cross_entropy
-from recsage.models.validation import validation_ndcg
+from recsage.models.validation import restore_training_record, training_record, validation_ndcg
 from recsage.trainer import Checkpoint, EpochContext, Trainer, TrainerConfig, torch_threads
 
 
@@ -424,14 +424,10 @@ class SASRec(Recommender):
         self.net = net
         self._item_cache = None
         self._token_cache = None
-        self.history = list(extra.get("history", []))
-        self.best_epoch = int(extra.get("best_epoch", 0))
-        best = extra.get("best_ndcg")
-        self.best_ndcg = float("nan") if best is None else float(best)
+        restore_training_record(self, extra)
 
     def _extra_manifest(self) -> dict[str, Any]:
-        best = None if math.isnan(self.best_ndcg) else self.best_ndcg
-        return {"history": self.history, "best_epoch": self.best_epoch, "best_ndcg": best}
+        return training_record(self)
 
 
 def sequence_scorer(model: SASRec, dataset: Dataset) -> Callable[..., np.ndarray]:

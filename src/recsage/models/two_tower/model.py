@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from recsage.models.two_tower.net import (
     TwoTowerNet,
     UserTower,
 )
-from recsage.models.validation import validation_ndcg
+from recsage.models.validation import restore_training_record, training_record, validation_ndcg
 from recsage.trainer import Checkpoint, EpochContext, Trainer, TrainerConfig, torch_threads
 
 
@@ -465,17 +464,11 @@ class TwoTower(ColdStartMixin, Recommender):
         net.eval()
         self.net = net
         self._item_cache = None
-        self.history = list(extra.get("history", []))
-        self.best_epoch = int(extra.get("best_epoch", 0))
-        best = extra.get("best_ndcg")
-        self.best_ndcg = float("nan") if best is None else float(best)
+        restore_training_record(self, extra)
 
     def _extra_manifest(self) -> dict[str, Any]:
-        best = None if math.isnan(self.best_ndcg) else self.best_ndcg
         return {
-            "history": self.history,
-            "best_epoch": self.best_epoch,
-            "best_ndcg": best,
+            **training_record(self),
             "id_rows": self.id_rows,
             "category_names": self.category_names,
             "user_feature_names": self.user_feature_names,

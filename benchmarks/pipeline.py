@@ -103,6 +103,9 @@ def main() -> None:
         "--objective-learners", default="lgbm", help="rankers compared across objectives"
     )
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--save", type=Path, default=None, help="also save the fitted pipeline here (servable)"
+    )
     args = ap.parse_args()
 
     ds = load_dataset(args.dataset)
@@ -110,6 +113,8 @@ def main() -> None:
     t0 = time.perf_counter()
     pipe = Pipeline.from_toml(args.spec).fit(ds, log=lambda m: print("  " + m, flush=True))
     fit_s = time.perf_counter() - t0
+    if args.save is not None:
+        print(f"saved the fitted pipeline to {pipe.save(args.save)}", flush=True)
     hist = loo.test.train.sequences()
     full = evaluate_pipeline(pipe, split=loo.test)
     print(f"pipeline: {fmt(full.result.metrics)}  (fit {fit_s:.0f}s)", flush=True)

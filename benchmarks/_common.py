@@ -83,3 +83,16 @@ def machine_line(m: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, "
         f"Python {m['python']} ({v}); commit {m['commit']}."
     )
+
+
+def paired_ci(a: Any, b: Any, seed: int = 0, n_boot: int = 2000) -> list[float]:
+    """Mean of b − a over the same users and its percentile-bootstrap 95% interval
+    (users resampled `n_boot` times): [mean, low, high]."""
+    import numpy as np
+
+    d = np.asarray(b, np.float64) - np.asarray(a, np.float64)
+    if len(d) == 0:
+        return [float("nan")] * 3
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    return [float(d.mean()), float(lo), float(hi)]

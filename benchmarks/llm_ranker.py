@@ -36,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from _common import machine, machine_line, write_result
+from _common import machine, machine_line, paired_ci, write_result
 
 from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import Split, leave_one_out
@@ -102,14 +102,6 @@ def evaluate_users(
                 out[k].append(ndcg10(items[r], int(t)))
         print(f"    {lo + len(u)}/{len(split.users)} test users scored", flush=True)
     return {k: np.array(v) for k, v in out.items()}, secs
-
-
-def paired(a: np.ndarray, b: np.ndarray, seed: int) -> list[float]:
-    """Mean of b − a and its 95% bootstrap interval (users resampled, 2000 draws)."""
-    d = b - a
-    rng = np.random.default_rng(seed)
-    boots = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(2000)]
-    return [float(d.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
 
 
 def main() -> None:
@@ -184,7 +176,7 @@ def main() -> None:
             "train_minutes": train_s / 60,
             "ndcg@10": {k: float(v.mean()) for k, v in per_user.items()},
             "delta_ci": {
-                k: paired(per_user["base"], v, args.seed)
+                k: paired_ci(per_user["base"], v, args.seed)
                 for k, v in per_user.items()
                 if k != "base"
             },

@@ -9,11 +9,16 @@ Protocol (leave-one-out, full ranking; items outside the final list count as mis
 - the cross-encoder (bundled all-MiniLM-L6-v2 + a fresh 1-logit head) is fine-tuned with a
   listwise softmax loss on `--train-users` validation users: history text = top categories
   + the last 10 titles, candidate text = title, year, categories; 1 positive (the
-  validation target) + `--negatives` hard negatives sampled from the pipeline's top 30;
+  validation target, also when LightGBM ranks it below the top 30, unless
+  `--no-outside-pool`) + `--negatives` hard negatives sampled from the pipeline's top 30;
+- `--prior incoming` (default) makes it residual: score = logit + w·z(LightGBM) with the
+  head started at zero, so training starts from LightGBM's own order; `--prior none` is
+  the plain cross-encoder;
 - the blend weight w (score = w·z(CE) + (1−w)·z(LightGBM) over the top `--top`) is chosen
   on the validation targets of `--tune-users` users that neither learner saw;
 - test: `--test-users` random test users; base and re-ranked lists come from the same
-  candidates, so the difference is the cross-encoder alone.
+  candidates, so the difference is the cross-encoder alone (paired bootstrap 95% CI of
+  the per-user NDCG@10 difference).
 
     .venv/bin/python benchmarks/lm_ranker.py [--dataset ml-1m] [--train-users 1000]
 """
@@ -34,7 +39,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from _common import machine, machine_line, write_result
+from _common import machine, machine_line, paired_ci, write_result
 
 from recsage.data.sources.registry import load_dataset
 from recsage.data.splits import Split, leave_one_out
@@ -46,7 +51,7 @@ from recsage.types import Query, QueryBatch
 WEIGHTS = tuple(round(float(w), 1) for w in np.linspace(0.0, 1.0, 11))
 
 
-def spec(top: int) -> dict[str, Any]:
+def spec(top: int, prior: str = "none") -> dict[str, Any]:
     return {
         "pipeline": {"name": "lm-ranker"},
         "text": {"enabled": True},
@@ -62,7 +67,8 @@ def spec(top: int) -> dict[str, Any]:
             {"name": "prerank", "kind": "rrf", "keep": 150},
             {"name": "rank", "kind": "learned", "learner": "lgbm", "objective": "listwise",
              "keep": 50},
-            {"name": "ce", "kind": "cross_encoder", "keep": 50, "top": top, "weight": 0.5},
+            {"name": "ce", "kind": "cross_encoder", "keep": 50, "top": top, "weight": 0.5,
+             "prior": prior},
         ],
     }  # fmt: skip
 
@@ -97,10 +103,15 @@ def rerank_scores(
     return {w: np.concatenate(v) for w, v in out.items()}, split.users, t_ce
 
 
-def metrics_of(scores: np.ndarray, split: Split) -> dict[str, float]:
+def metrics_of(scores: np.ndarray, split: Split) -> dict[str, Any]:
+    """Mean metrics, plus the per-user NDCG@10 (users in `split.users` order) for CIs."""
     pos = {int(u): i for i, u in enumerate(split.users)}
     res = evaluate(lambda us, history=None: scores[[pos[int(x)] for x in us]], split, ks=(10, 20))
-    return {k: v for k, v in res.metrics.items() if k in ("hr@10", "ndcg@10", "mrr", "ndcg@20")}
+    out: dict[str, Any] = {
+        k: v for k, v in res.metrics.items() if k in ("hr@10", "ndcg@10", "mrr", "ndcg@20")
+    }
+    out["per_user_ndcg@10"] = res.per_user["ndcg@10"].to_numpy()
+    return out
 
 
 def latency(pipe: Pipeline, users: list[str]) -> dict[str, float]:
@@ -129,6 +140,14 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=0.0, help="cap on CE fine-tuning")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the cross-encoder")
     ap.add_argument("--save", type=Path, default=None, help="save the fine-tuned ranker here")
+    ap.add_argument("--prior", choices=["incoming", "none"], default="incoming")
+    ap.add_argument(
+        "--no-outside-pool",
+        dest="outside_pool",
+        action="store_false",
+        help="skip users whose validation target LightGBM ranks below the top 30",
+    )
+    ap.add_argument("--name", default="lm_ranker", help="result file name")
     args = ap.parse_args()
     t_all = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -141,7 +160,7 @@ def main() -> None:
     test = rng.choice(loo.test.users, size=min(args.test_users, len(loo.test.users)),
                       replace=False)  # fmt: skip
 
-    pipe = Pipeline(spec(args.top))
+    pipe = Pipeline(spec(args.top, args.prior))
     say = lambda m: print("  " + m, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     pipe.items, pipe.users, pipe.item_table = ds.items, ds.users, ds.item_table
@@ -153,18 +172,22 @@ def main() -> None:
     stage = next(s for s in pipe.stages if isinstance(s, CrossEncoderStage))
 
     t0 = time.perf_counter()
+    residual = args.prior == "incoming"
     ranker = CrossEncoderRanker(
-        max_length=args.max_length, epochs=args.epochs, seed=args.seed, threads=args.threads
-    )
+        max_length=args.max_length, epochs=args.epochs, seed=args.seed, threads=args.threads,
+        prior_weight=1.0 if residual else 0.0, zero_head=residual,
+    )  # fmt: skip
     data = train_cross_encoder(
         pipe, loo.valid, ranker=ranker, users=train, negatives=args.negatives, pool=30,
         seed=args.seed, progress=True, max_minutes=args.max_minutes,
+        outside_pool=args.outside_pool,
     )  # fmt: skip
     ce_fit_s = time.perf_counter() - t0
     if args.save is not None:
         ranker.save(args.save)
-    print(f"cross-encoder: {len(data.queries)} lists ({data.skipped} users skipped: target "
-          f"not in the top 30) in {ce_fit_s:.0f}s; {ranker.history}", flush=True)  # fmt: skip
+    print(f"cross-encoder: {len(data.queries)} lists ({data.outside_pool} with the target "
+          f"below the top 30, {data.skipped} users skipped) in {ce_fit_s:.0f}s; "
+          f"{ranker.history}", flush=True)  # fmt: skip
 
     tune_split = subset(loo.valid, tune)
     mats, _, _ = rerank_scores(pipe, stage, tune_split, WEIGHTS)
@@ -181,6 +204,14 @@ def main() -> None:
         f"+ cross-encoder, blended (w={best_w})": metrics_of(mats[best_w], test_split),
         "+ cross-encoder only (w=1)": metrics_of(mats[1.0], test_split),
     }
+    base_name = "pipeline (LightGBM), no cross-encoder"
+    for k, v in rows.items():
+        if k != base_name:
+            v["delta_ndcg@10_ci"] = paired_ci(
+                rows[base_name]["per_user_ndcg@10"], v["per_user_ndcg@10"], args.seed
+            )
+    for v in rows.values():
+        v.pop("per_user_ndcg@10")
     for k, v in rows.items():
         print(f"{k}: {v}", flush=True)
     ce_ms_per_user = 1000 * ce_secs / max(1, len(test))
@@ -201,11 +232,13 @@ def main() -> None:
         "users": {
             "train_lists": len(data.queries),
             "train_skipped": data.skipped,
+            "train_outside_pool": data.outside_pool,
             "tune": len(tune),
             "test": len(test),
         },
         "fit_seconds": {"pipeline": round(base_fit_s, 1), "cross_encoder": round(ce_fit_s, 1)},
         "ce_history": ranker.history,
+        "learned_prior_weight": ranker.config.prior_weight,
         "tuning_ndcg10": {str(k): v for k, v in tuning.items()},
         "chosen_weight": best_w,
         "results": rows,
@@ -217,7 +250,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - t_all, 1),
     }
     payload["markdown"] = markdown(payload)
-    path = write_result("lm_ranker", payload)
+    path = write_result(args.name, payload)
     print(payload["markdown"])
     print(f"wrote {path}")
 
@@ -230,11 +263,18 @@ def markdown(p: dict[str, Any]) -> str:
         f"Command: `{p['command'].strip()}`  ",
         machine_line(p["machine"]),
         "",
-        f"Base: EASE (recency) + co-occurrence + MiniLM text + popularity → RRF → LightGBM "
-        f"(listwise). Cross-encoder: all-MiniLM-L6-v2 with a fresh 1-logit head, fine-tuned "
-        f"listwise (1 positive + {a['negatives']} hard negatives from the top 30) on "
-        f"{u['train_lists']:,} validation lists ({u['train_skipped']:,} sampled users skipped: "
-        f"target not in the top 30), {a['epochs']} epoch(s), max length {a['max_length']}, "
+        "Base: EASE (recency) + co-occurrence + MiniLM text + popularity → RRF → LightGBM "
+        "(listwise). Cross-encoder: all-MiniLM-L6-v2 with a fresh 1-logit head"
+        + (
+            f", residual over z(LightGBM) (head started at zero, so training starts from "
+            f"LightGBM's order; learned prior weight {p['learned_prior_weight']:.2f})"
+            if a.get("prior", "none") == "incoming"
+            else ""
+        )
+        + f", fine-tuned listwise (1 positive + {a['negatives']} hard negatives from the top "
+        f"30) on {u['train_lists']:,} validation lists ({u.get('train_outside_pool', 0):,} "
+        f"with the target below the top 30; {u['train_skipped']:,} sampled users skipped), "
+        f"{a['epochs']} epoch(s), max length {a['max_length']}, "
         f"word embeddings frozen, in {p['fit_seconds']['cross_encoder']:.0f}s. It re-ranks the "
         f"top {a['top']}; blend weight w = {p['chosen_weight']} chosen on {u['tune']} held-out "
         f"validation users (NDCG@10 by w: "
@@ -242,13 +282,15 @@ def markdown(p: dict[str, Any]) -> str:
         + f"; base {p['tuning_ndcg10']['-1.0']:.4f}). Test: {u['test']} random test users, "
         "same candidates for every row.",
         "",
-        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 |",
-        "|---|---:|---:|---:|---:|",
+        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 | Δ NDCG@10 [95% CI] |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for name, m in p["results"].items():
+        ci = m.get("delta_ndcg@10_ci")
+        delta = f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]" if ci else "–"
         lines.append(
             f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
-            f"{m['ndcg@20']:.4f} |"
+            f"{m['ndcg@20']:.4f} | {delta} |"
         )
     lat = p["latency"]
     e2e = lat["end_to_end_ms"]

@@ -115,7 +115,13 @@ class CrossEncoderConfig:
     list, the positive first) or "pointwise" (BCE). Fine-tuning runs `epochs` passes with
     `lists_per_step` lists per optimizer step (pointwise: pairs per step), AdamW with
     linear warm-up/decay, `lr` for the encoder and `head_lr` for the fresh head; word
-    embeddings stay frozen when `freeze_embeddings`."""
+    embeddings stay frozen when `freeze_embeddings`.
+
+    Residual mode (`prior_weight` > 0): every pair comes with a prior score (e.g. the
+    incoming ranker's z-scored score) and the ranker's score is logit + prior_weight ·
+    prior, the weight learned with the head. With `zero_head` the fresh head starts at
+    zero, so before training the ranker orders exactly as the prior does: fine-tuning
+    starts from the incoming ranking and learns corrections to it."""
 
     base: str = ""
     max_length: int = 128
@@ -130,6 +136,8 @@ class CrossEncoderConfig:
     seed: int = 0
     threads: int = 2
     batch_size: int = 64  # inference pairs per forward pass
+    prior_weight: float = 0.0  # > 0: residual mode, score = logit + w · prior (w learned)
+    zero_head: bool = False  # start the fresh head at zero (residual mode: start = prior)
 
 
 class CrossEncoderRanker:
@@ -150,10 +158,27 @@ class CrossEncoderRanker:
         self.tokenizer = tokenizer
         self.history: list[dict[str, float]] = []
         self.fit_seconds = 0.0
+        self._train_priors: Sequence[Sequence[float]] | None = None
+        self._prior_scale: Any = None
         if (model is None) != (tokenizer is None):
             raise ConfigError("pass both model and tokenizer, or neither")
         if model is None:
             self._load_base()
+        elif self.config.zero_head:
+            self._zero_head()
+
+    def _head(self) -> list[Any]:
+        """The fresh head's parameters (BERT's `classifier`, other families' `score`)."""
+        return [
+            p for n, p in self.model.named_parameters() if n.startswith(("classifier.", "score."))
+        ]
+
+    def _zero_head(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for p in self._head():
+                p.zero_()
 
     def _load_base(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -183,6 +208,8 @@ class CrossEncoderRanker:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
+        if self.config.zero_head and not self.config.base:
+            self._zero_head()  # only a fresh head; a saved ranker keeps its trained one
 
     # ---- scoring --------------------------------------------------------------------
     def _encode(self, queries: Sequence[str], docs: Sequence[str]) -> Any:
@@ -191,12 +218,19 @@ class CrossEncoderRanker:
             padding=True, return_tensors="pt",
         )  # fmt: skip
 
-    def score(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
-        """One logit per (query, doc) pair (higher = more relevant), float32."""
+    def score(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[str],
+        priors: Sequence[float] | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One score per (query, doc) pair (higher = more relevant), float32: the logit,
+        plus prior_weight · prior in residual mode (which then needs `priors`)."""
         import torch
 
         if len(queries) != len(docs):
             raise RecsageError("queries and docs differ in length")
+        prior = self._priors(priors, len(queries))
         n = len(queries)
         out = np.zeros(n, np.float32)
         if n == 0:
@@ -214,6 +248,18 @@ class CrossEncoderRanker:
                     out[idx] = self.model(**enc).logits[:, 0].float().numpy()
         finally:
             torch.set_num_threads(prev)
+        if prior is not None:
+            out += np.float32(self.config.prior_weight) * prior
+        return out
+
+    def _priors(self, priors: Any, n: int) -> np.ndarray | None:
+        if self.config.prior_weight <= 0:
+            return None
+        if priors is None:
+            raise RecsageError("this cross-encoder is residual (prior_weight > 0): pass priors")
+        out = np.nan_to_num(np.asarray(priors, np.float32).reshape(-1), nan=0.0)
+        if len(out) != n:
+            raise RecsageError(f"{len(out)} priors for {n} pairs")
         return out
 
     # ---- training -------------------------------------------------------------------
@@ -223,14 +269,16 @@ class CrossEncoderRanker:
         docs: Sequence[Sequence[str]],
         labels: Sequence[Sequence[float]] | None = None,
         *,
+        priors: Sequence[Sequence[float]] | None = None,
         progress: bool = False,
         max_minutes: float = 0.0,
     ) -> CrossEncoderRanker:
         """Fine-tune on lists: `docs[i]` are candidates for `queries[i]`.
 
         Listwise: the first doc of each list is the positive (labels ignored). Pointwise:
-        `labels[i][j]` in {0, 1} per doc. `max_minutes` > 0 stops early (then the run is
-        no longer a fixed amount of work; the number of steps done is in `history`).
+        `labels[i][j]` in {0, 1} per doc. Residual mode needs `priors[i][j]` per doc.
+        `max_minutes` > 0 stops early (then the run is no longer a fixed amount of work;
+        the number of steps done is in `history`).
         """
         cfg = self.config
         if len(queries) != len(docs):
@@ -239,6 +287,11 @@ class CrossEncoderRanker:
             raise RecsageError("pointwise training needs labels")
         if not len(queries):
             raise RecsageError("no training lists")
+        if cfg.prior_weight > 0 and (
+            priors is None or [len(p) for p in priors] != [len(d) for d in docs]
+        ):
+            raise RecsageError("residual training (prior_weight > 0) needs one prior per doc")
+        self._train_priors = priors
         start = time.perf_counter()
         # deterministic algorithms: the same seed gives the same weights
         with torch_threads(cfg.threads, deterministic=True, warn_only=True):
@@ -268,6 +321,9 @@ class CrossEncoderRanker:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         head = [p for n, p in named if n.startswith(("classifier.", "score."))]
         body = [p for n, p in named if not n.startswith(("classifier.", "score."))]
+        self._prior_scale = torch.nn.Parameter(torch.tensor(float(cfg.prior_weight)))
+        if cfg.prior_weight > 0:
+            head = [*head, self._prior_scale]
         params = head + body
         opt = torch.optim.AdamW(
             [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
@@ -316,6 +372,8 @@ class CrossEncoderRanker:
         )  # fmt: skip
         self.history = trainer.fit(run_epoch, steps=steps_per_epoch).history
         model.eval()
+        if cfg.prior_weight > 0:  # the learned weight is part of the ranker from now on
+            self.config.prior_weight = max(1e-6, float(self._prior_scale.detach()))
 
     def _loss(
         self,
@@ -326,13 +384,17 @@ class CrossEncoderRanker:
     ) -> Any:
         import torch
 
+        pri = self._train_priors
         if self.config.loss == "listwise":
-            qs, ds, sizes = [], [], []
+            qs, ds, sizes, ps = [], [], [], []
             for i, _ in chosen:
                 qs += [queries[i]] * len(docs[i])
                 ds += list(docs[i])
                 sizes.append(len(docs[i]))
+                ps += list(pri[i]) if pri is not None else []
             logits = self.model(**self._encode(qs, ds)).logits[:, 0]
+            if self.config.prior_weight > 0:
+                logits = logits + self._prior_scale * torch.tensor(ps, dtype=logits.dtype)
             losses = []
             for part in torch.split(logits, sizes):  # positive first in every list
                 losses.append(-torch.log_softmax(part, dim=0)[0])
@@ -342,6 +404,9 @@ class CrossEncoderRanker:
         ds = [docs[i][j] for i, j in chosen]
         y = torch.tensor([float(labels[i][j]) for i, j in chosen])
         logits = self.model(**self._encode(qs, ds)).logits[:, 0]
+        if self.config.prior_weight > 0 and pri is not None:
+            pt = torch.tensor([float(pri[i][j]) for i, j in chosen], dtype=logits.dtype)
+            logits = logits + self._prior_scale * pt
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
 
     # ---- persistence ----------------------------------------------------------------
@@ -413,6 +478,8 @@ def blend(base: np.ndarray, ce: np.ndarray, weight: float) -> np.ndarray:
 class CrossEncoderStage(Stage):
     """Kind "cross_encoder": re-rank the `top` best candidates of the incoming `column`
     (default: the last score column) by weight·z(cross-encoder) + (1−weight)·z(incoming).
+    With `prior = "incoming"` the ranker is residual: it scores logit + w·z(incoming)
+    (z over the top block), so it learns corrections to the incoming order.
 
     The ranker is trained outside `Pipeline.fit` (see `train_cross_encoder`) or loaded from
     `model_dir`; it is saved with the pipeline. Candidates past `top` keep their order below.
@@ -428,6 +495,11 @@ class CrossEncoderStage(Stage):
         weight: float = 0.5
         column: str = ""
         history: int = 10
+        prior: str = "none"  # "incoming": a residual ranker over the incoming z-scores
+
+        def __post_init__(self) -> None:
+            if self.prior not in ("none", "incoming"):
+                raise ConfigError(f"prior must be 'none' or 'incoming', not {self.prior!r}")
 
     ranker: CrossEncoderRanker | None = None
     catalogue: TextCatalogue | None = None
@@ -461,12 +533,23 @@ class CrossEncoderStage(Stage):
         ok = np.take_along_axis(key, order, axis=1) > -np.inf
         return np.where(ok, order, -1)
 
+    def prior_scores(self, cands: CandidateBatch, slots: np.ndarray) -> np.ndarray:
+        """(B, N) incoming scores z-scored with each row's top-block mean and std (the
+        residual ranker's prior; the same statistics in training and at serving)."""
+        base = cands.scores[self.incoming(cands)].astype(np.float64)
+        take = np.where(slots >= 0, slots, 0)
+        block = np.where(slots >= 0, np.take_along_axis(base, take, axis=1), np.nan)
+        mu = np.nanmean(np.where(np.isfinite(block), block, np.nan), axis=1, keepdims=True)
+        sd = np.nanstd(np.where(np.isfinite(block), block, np.nan), axis=1, keepdims=True)
+        return ((base - mu) / (np.nan_to_num(sd, nan=0.0) + 1e-6)).astype(np.float32)
+
     def cross_scores(self, cands: CandidateBatch, ctx: StageContext) -> np.ndarray:
-        """(B, N) cross-encoder logits for the top slots, NaN elsewhere."""
+        """(B, N) cross-encoder scores for the top slots, NaN elsewhere."""
         ranker, cat = self._ready()
         slots = self.top_slots(cands)
         b = cands.shape[0]
         hist = ctx.histories if ctx.histories is not None else np.full((b, 0), -1)
+        prior = self.prior_scores(cands, slots) if self.config.prior == "incoming" else None
         queries, docs, where = [], [], []
         for r in range(b):
             q = cat.query(hist[r][hist[r] >= 0], self.config.history)
@@ -477,7 +560,11 @@ class CrossEncoderStage(Stage):
                 where.append((r, j))
         out = np.full(cands.shape, np.nan, np.float32)
         t0 = time.perf_counter()
-        s = ranker.score(queries, docs)
+        priors = None
+        if prior is not None and where:
+            rows, cols = np.array(where).T
+            priors = prior[rows, cols]
+        s = ranker.score(queries, docs, priors) if where else np.zeros(0, np.float32)
         self.seconds += time.perf_counter() - t0
         self.pairs += len(s)
         if where:
@@ -530,7 +617,9 @@ class TrainingLists:
     queries: list[str] = field(default_factory=list)
     docs: list[list[str]] = field(default_factory=list)
     users: list[int] = field(default_factory=list)
-    skipped: int = 0  # users whose target was not among the top candidates
+    priors: list[list[float]] = field(default_factory=list)  # per doc (residual stages)
+    skipped: int = 0  # users whose target could not be used (see `training_lists`)
+    outside_pool: int = 0  # lists whose positive ranked below the pool
 
 
 def training_lists(
@@ -543,10 +632,14 @@ def training_lists(
     pool: int = 30,
     seed: int = 0,
     batch_size: int = 256,
+    outside_pool: bool = True,
 ) -> TrainingLists:
     """For each user of `split` (or `users`): the query text of its history, its target's
     text first, then `negatives` hard negatives sampled from the `pool` best candidates the
-    pipeline ranks before `stage`. Users whose target is not in the pool are skipped."""
+    pipeline ranks before `stage`. A target ranked below the pool is still used when
+    `outside_pool` (counted), else skipped; a residual stage (`prior = "incoming"`) also
+    skips targets the pipeline did not retrieve at all (they have no incoming score) and
+    records each doc's prior."""
     from recsage.types import QueryBatch
 
     assert stage.catalogue is not None
@@ -564,22 +657,40 @@ def training_lists(
         batch = QueryBatch(u, [seqs[i] for i in u], pipe.n_items)
         cands, _, _ = pipe._run_until(batch, idx)
         base = cands.scores[stage.incoming(cands)] if cands.scores else None
+        residual = stage.config.prior == "incoming" and base is not None
+        prior = stage.prior_scores(cands, stage.top_slots(cands)) if residual else None
         for r, user in enumerate(u.tolist()):
             tgt = set(targets.indices[targets.indptr[user] : targets.indptr[user + 1]].tolist())
             items = cands.items[r]
+            order = np.arange(len(items))
             if base is not None:
                 key = np.where(items >= 0, base[r], -np.inf)
-                items = items[np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")]
-            items = items[items >= 0][:pool]
-            pos = [int(i) for i in items if int(i) in tgt]
-            neg = [int(i) for i in items if int(i) not in tgt]
+                order = np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")
+            order = order[items[order] >= 0]
+            ranked = items[order]
+            top = ranked[:pool]
+            pos = [int(i) for i in top if int(i) in tgt]
+            below = False
+            if not pos and outside_pool:
+                if residual:  # needs the target's incoming score: retrieved, ranked lower
+                    pos = [int(i) for i in ranked[pool:] if int(i) in tgt][:1]
+                else:
+                    pos = sorted(tgt)[:1]
+                below = bool(pos)
+            neg = [int(i) for i in top if int(i) not in tgt]
             if not pos or len(neg) < 1:
                 out.skipped += 1
                 continue
-            pick = rng.choice(len(neg), size=min(negatives, len(neg)), replace=False)
+            out.outside_pool += below
+            pick = sorted(rng.choice(len(neg), size=min(negatives, len(neg)), replace=False))
             out.queries.append(cat.query(seqs[user], stage.config.history))
-            out.docs.append([cat.docs[pos[0]]] + [cat.docs[neg[k]] for k in sorted(pick)])
+            out.docs.append([cat.docs[pos[0]]] + [cat.docs[neg[k]] for k in pick])
             out.users.append(int(user))
+            if prior is not None:
+                slot = {int(items[j]): j for j in order.tolist()}
+                out.priors.append(
+                    [float(prior[r, slot[i]]) for i in (pos[0], *[neg[k] for k in pick])]
+                )
     return out
 
 
@@ -615,14 +726,27 @@ def train_cross_encoder(
     seed: int = 0,
     progress: bool = False,
     max_minutes: float = 0.0,
+    outside_pool: bool = True,
 ) -> TrainingLists:
     """Fine-tune the pipeline's cross-encoder stage on `split`'s targets (e.g. the LOO
-    validation split, whose histories exclude the targets), listwise by default."""
+    validation split, whose histories exclude the targets), listwise by default. A
+    residual stage (`prior = "incoming"`) gets a residual ranker (zero-initialised head,
+    prior weight 1) unless `ranker` is given."""
     stage = stage_to_train(pipe, CrossEncoderStage, stage_name)
     data = training_lists(pipe, split, stage, users=users, negatives=negatives, pool=pool,
-                          seed=seed)  # fmt: skip
-    stage.ranker = ranker or CrossEncoderRanker(seed=seed)
-    stage.ranker.fit(data.queries, data.docs, progress=progress, max_minutes=max_minutes)
+                          seed=seed, outside_pool=outside_pool)  # fmt: skip
+    residual = stage.config.prior == "incoming"
+    if ranker is None:
+        ranker = (
+            CrossEncoderRanker(seed=seed, prior_weight=1.0, zero_head=True)
+            if residual
+            else CrossEncoderRanker(seed=seed)
+        )
+    if residual and ranker.config.prior_weight <= 0:
+        raise ConfigError(f"stage '{stage.name}' is residual: its ranker needs prior_weight > 0")
+    stage.ranker = ranker
+    ranker.fit(data.queries, data.docs, priors=data.priors if residual else None,
+               progress=progress, max_minutes=max_minutes)  # fmt: skip
     return data
 
 

@@ -133,3 +133,84 @@ def test_stage_save_load_keeps_scores(tmp_path: Path) -> None:
     back.load(tmp_path / "ce")
     np.testing.assert_allclose(back.cross_scores(cands, ctx), before, rtol=1e-5, atol=1e-6)
     assert back.catalogue == stage.catalogue
+
+
+def test_residual_ranker_starts_at_its_prior_and_learns_a_correction() -> None:
+    """A zero head scores prior_weight x prior exactly; training moves the positive up."""
+    ranker = tiny_cross_encoder(
+        prior_weight=1.0, zero_head=True, lr=2e-2, epochs=10, lists_per_step=4, max_length=16,
+        warmup=0.0,
+    )  # fmt: skip
+    queries, docs = _lists()
+    # the prior prefers the first negative (1.0) over the positive (0.0) in every list
+    priors = [[0.0, 1.0, -1.0] for _ in queries]
+    flat_q = [q for q, d in zip(queries, docs, strict=True) for _ in d]
+    flat_d = [x for d in docs for x in d]
+    flat_p = np.array([p for ps in priors for p in ps], np.float32)
+    np.testing.assert_allclose(ranker.score(flat_q, flat_d, flat_p), flat_p, atol=1e-6)
+    with pytest.raises(Exception, match="priors"):
+        ranker.score(flat_q, flat_d)
+    with pytest.raises(Exception, match="one prior per doc"):
+        ranker.fit(queries, docs, priors=[[0.0]] * len(queries))
+    ranker.fit(queries, docs, priors=priors)
+    assert ranker.config.prior_weight > 0  # the learned weight is kept (and saved)
+    s = ranker.score(flat_q, flat_d, flat_p).reshape(len(queries), 3)
+    assert (s.argmax(axis=1) == 0).all()  # the text overrode the misleading prior
+
+
+def test_residual_stage_prior_is_the_top_block_z_score() -> None:
+    stage = CrossEncoderStage("ce", keep=5, weight=1.0, top=3, column="rank", prior="incoming")
+    stage.ranker = tiny_cross_encoder(max_length=32, prior_weight=2.0, zero_head=True)
+    stage.catalogue = TextCatalogue.from_item_table(tiny_table())
+    base = np.array([[0.9, 0.6, 0.3, 0.1, np.nan]], np.float32)
+    cands = CandidateBatch(np.array([[4, 2, 1, 3, -1]]), {"rank": base})
+    prior = stage.prior_scores(cands, stage.top_slots(cands))
+    top = np.array([0.9, 0.6, 0.3])
+    want = (base[0, :4] - top.mean()) / (top.std() + 1e-6)
+    np.testing.assert_allclose(prior[0, :4], want, rtol=1e-5, atol=1e-6)
+    ce = stage.cross_scores(cands, StageContext(histories=np.array([[0, 3]])))
+    np.testing.assert_allclose(ce[0, :3], 2.0 * want[:3], rtol=1e-5, atol=1e-6)  # zero head
+    assert np.isnan(ce[0, 3:]).all()
+    out = stage.apply(cands, StageContext(histories=np.array([[0, 3]])))
+    assert out.items[0].tolist() == [4, 2, 1, 3, -1]  # the start keeps the incoming order
+    with pytest.raises(ConfigError, match="prior"):
+        CrossEncoderStage("ce", keep=5, prior="cosine")
+
+
+def test_training_lists_keep_targets_below_the_pool_and_carry_priors() -> None:
+    from recsage.data.splits import leave_one_out
+    from recsage.llm.cross_encoder import training_lists
+    from recsage.pipeline.pipeline import Pipeline
+    from recsage.testing import tiny_dataset
+
+    data = tiny_dataset(0)
+    loo = leave_one_out(data)
+    spec = {
+        "text": {"enabled": False},
+        "channels": [{"name": "pop", "kind": "popularity", "n": 30}],
+        "stages": [
+            {"name": "prerank", "kind": "rrf", "keep": 30},
+            {"name": "ce", "kind": "cross_encoder", "keep": 30, "top": 5, "prior": "incoming"},
+        ],
+    }
+    pipe = Pipeline(spec).fit(data)
+    stage = pipe.stages[-1]
+    assert isinstance(stage, CrossEncoderStage)
+    n = data.n_items
+    stage.catalogue = TextCatalogue([f"<{i}>" for i in range(n)], [f"<{i}>" for i in range(n)],
+                                    [[] for _ in range(n)])  # fmt: skip
+    split = loo.valid
+    strict = training_lists(pipe, split, stage, pool=3, negatives=2, outside_pool=False)
+    loose = training_lists(pipe, split, stage, pool=3, negatives=2)
+    assert strict.skipped > 0 and strict.outside_pool == 0
+    # every target the pipeline retrieved now gives a list; only unretrieved ones are skipped
+    assert len(loose.queries) == len(strict.queries) + loose.outside_pool
+    assert loose.skipped == strict.skipped - loose.outside_pool
+    targets = split.targets.tocsr()
+    for user, docs, priors in zip(loose.users, loose.docs, loose.priors, strict=True):
+        (t,) = targets.indices[targets.indptr[user] : targets.indptr[user + 1]]
+        assert docs[0] == f"<{t}>" and f"<{t}>" not in docs[1:]
+        assert len(priors) == len(docs) and np.isfinite(priors).all()
+    # a target ranked below the pool has a lower prior than the pool's negatives
+    below = [p for d, p in zip(loose.docs, loose.priors, strict=True) if p[0] < min(p[1:])]
+    assert len(below) >= loose.outside_pool

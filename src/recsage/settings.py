@@ -57,6 +57,11 @@ class Settings(BaseModel):
     reload_interval: float = Field(
         default=5.0, ge=0, description="Seconds between checks of the current version; 0 = off."
     )
+    batch_max: int = Field(
+        default=16,
+        ge=1,
+        description="Most concurrent /v1/recommend queries run as one pipeline batch; 1 = off.",
+    )
     holdout_events: int = Field(
         default=5000, ge=1, description="Recent events for the retrain holdout."
     )

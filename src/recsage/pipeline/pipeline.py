@@ -441,26 +441,64 @@ class Pipeline:
             return self._fallback(batch, np.zeros(0, np.int64), query.n)
         with _single_threaded():  # one query's matrices are too small to share out
             cands, _ = self.run_batch(batch, min_keep=query.n)
+        return self._row_list(cands, self.list_scores(cands), 0, batch, query.n)
+
+    def run_many(self, queries: Sequence[Query]) -> list[list[Recommendation]]:
+        """`run` for several queries at once, same lists: queries without filters and with
+        the same `n` go through every stage as one batch (one pass over each model instead
+        of one per query — what a server does with concurrent requests); the others run
+        one by one."""
+        out: list[list[Recommendation] | None] = [None] * len(queries)
+        groups: dict[int, list[tuple[int, QueryBatch]]] = {}
+        for k, q in enumerate(queries):
+            if q.n < 1:
+                raise ConfigError("n must be >= 1")
+            row = self.query_batch(q)
+            if row.blocked is not None or not (len(row.sequences[0]) or q.text):
+                out[k] = self.run(q)  # filtered, or a new visitor (model-free fallback)
+            else:
+                groups.setdefault(q.n, []).append((k, row))
+        for n, rows in groups.items():
+            if len(rows) == 1:  # nothing to share: the single-query path
+                k, _ = rows[0]
+                out[k] = self.run(queries[k])
+                continue
+            batch = QueryBatch(
+                np.concatenate([r.users for _, r in rows]),
+                [r.sequences[0] for _, r in rows],
+                self.n_items,
+                texts=[r.texts[0] for _, r in rows],
+            )
+            with _single_threaded():
+                cands, _ = self.run_batch(batch, min_keep=n)
+            final = self.list_scores(cands)
+            for b, (k, row) in enumerate(rows):
+                out[k] = self._row_list(cands, final, b, row, n)
+        return [r if r is not None else [] for r in out]
+
+    def _row_list(
+        self, cands: CandidateBatch, final: np.ndarray, b: int, row: QueryBatch, n: int
+    ) -> list[Recommendation]:
+        """Row b's top n as recommendations (with their channels), filled from the
+        popularity fallback when the channels left it short; `row` is its one-row batch."""
         assert self.items is not None
         titles = self.item_titles()
         out: list[Recommendation] = []
-        final = self.list_scores(cands)
         for j in range(cands.shape[1]):
-            i = int(cands.items[0, j])
+            i = int(cands.items[b, j])
             if i < 0:
                 continue
-            score = float(final[0, j])
             out.append(
                 Recommendation(
-                    item=str(self.items.ids[i]), title=str(titles[i]), score=score,
-                    rank=len(out) + 1, sources=cands.row_sources(0, j),
+                    item=str(self.items.ids[i]), title=str(titles[i]), score=float(final[b, j]),
+                    rank=len(out) + 1, sources=cands.row_sources(b, j),
                 )
             )  # fmt: skip
-            if len(out) >= query.n:
+            if len(out) >= n:
                 break
-        if len(out) < query.n:
+        if len(out) < n:
             taken = self.items.lookup([r.item for r in out])
-            out += self._fallback(batch, taken, query.n - len(out), start=len(out))
+            out += self._fallback(row, taken, n - len(out), start=len(out))
         return out
 
     def list_scores(self, cands: CandidateBatch) -> np.ndarray:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recsage import __version__
 from recsage.errors import RecsageError
 from recsage.feedback.store import FeedbackStore
+from recsage.serving.batching import RecommendBatcher
 from recsage.serving.middleware import (
     Metrics,
     ServiceMiddleware,
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None, *, store: FeedbackStore | None 
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.batcher = RecommendBatcher(
+        max_batch=settings.batch_max, on_batch=metrics_.batch_size.observe
+    )
     app.state.metrics = metrics_
     app.state.settings = settings
     for router in ROUTERS:

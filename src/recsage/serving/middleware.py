@@ -86,6 +86,12 @@ class Metrics:
         self.online_updates = Counter(
             "recsage_online_updates", "Events applied to user histories at once", registry=r
         )
+        self.batch_size = Histogram(
+            "recsage_recommend_batch_size",
+            "Queries per pipeline batch of /v1/recommend (concurrent requests run together)",
+            registry=r,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+        )
         self.model = Gauge(
             "recsage_model_info", "The served model version (value 1)", ["version"], registry=r
         )

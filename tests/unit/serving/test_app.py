@@ -314,6 +314,7 @@ def test_errors_are_json_and_never_leak_tracebacks(
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(pipe, "run", boom)
+    monkeypatch.setattr(pipe, "run_many", boom)  # the route's batched path
     with caplog.at_level(logging.ERROR, logger="recsage.serving"):
         r = c.post("/v1/recommend", json={"user_id": "1"}, headers=h)
     err = assert_error(r, 500, "internal_error")

@@ -29,8 +29,9 @@ router = APIRouter()
 
 
 # recommend, similar and trending are `async` on purpose: they are short CPU-bound calls
-# (~1-2 ms) that hold the GIL anyway, so running them on the event loop avoids a thread-pool
-# hop and GIL hand-offs between threads (which tripled p50 latency in service_load.py).
+# (~1-7 ms) that hold the GIL anyway, so running them on the event loop avoids a thread-pool
+# hop and GIL hand-offs between threads (which tripled p50 latency in service_load.py);
+# concurrent recommend calls are batched there too (serving/batching.py).
 # Search (text encoder), feedback and item updates (store commits) stay in the thread pool.
 def reasons(pipe: Pipeline, sources: list[str]) -> list[Reason]:
     """The pipeline's reason per source, as API objects."""
@@ -61,25 +62,27 @@ async def recommend(body: RecommendRequest, request: Request, _: ReadKey) -> Rec
                 j = int(np.flatnonzero(idx < 0)[0])
                 raise ApiError(422, "unknown_item", f"history[{j}]: unknown item '{history[j]}'")
         known_user = body.user_id is not None and body.user_id in pipe.users
-        cold = history is None and not known_user
-        query = PipelineQuery(
-            user=body.user_id if known_user else None,
-            history=history,
-            text=body.query,
-            n=body.n,
-            filters=filters,
+    cold = history is None and not known_user
+    query = PipelineQuery(
+        user=body.user_id if known_user else None,
+        history=history,
+        text=body.query,
+        n=body.n,
+        filters=filters,
+    )
+    # concurrent requests share one pass through the pipeline (serving/batching.py)
+    recs = await request.app.state.batcher.run(sm, query)
+    items = [
+        RecommendedItem(
+            item_id=r.item,
+            title=r.title,
+            score=r.score if math.isfinite(r.score) else 0.0,
+            rank=r.rank,
+            sources=r.sources,
+            reasons=reasons(pipe, r.sources),
         )
-        items = [
-            RecommendedItem(
-                item_id=r.item,
-                title=r.title,
-                score=r.score if math.isfinite(r.score) else 0.0,
-                rank=r.rank,
-                sources=r.sources,
-                reasons=reasons(pipe, r.sources),
-            )
-            for r in pipe.run(query)
-        ]
+        for r in recs
+    ]
     return RecommendResponse(
         request_id=request_id_of(request),
         model_version=sm.version,

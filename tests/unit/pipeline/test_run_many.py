@@ -4,6 +4,8 @@ exactly the lists `Pipeline.run` gives one query at a time."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,12 @@ SPEC = {
 @pytest.fixture(scope="module")
 def pipe() -> Pipeline:
     return Pipeline(SPEC).fit(tiny_dataset(0))
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run in a fresh thread (another test may leave a loop running in this one)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def lists(recs: list[Any]) -> list[tuple[str, float, tuple[str, ...]]]:
@@ -83,7 +91,7 @@ def test_the_batcher_coalesces_concurrent_queries(pipe: Pipeline) -> None:
 
     pipe.run_many = counted  # type: ignore[method-assign]
     try:
-        got = asyncio.run(main())
+        got = run_async(main())
     finally:
         del pipe.run_many
     assert [lists(r) for r in got] == [lists(pipe.run(q)) for q in queries]
@@ -102,7 +110,7 @@ def test_a_failing_batch_falls_back_to_one_query_at_a_time(pipe: Pipeline) -> No
             batcher.run(served, good), batcher.run(served, bad), return_exceptions=True
         )
 
-    ok, err = asyncio.run(main())
+    ok, err = run_async(main())
     assert lists(ok) == lists(pipe.run(good))  # the good query still gets its list
     assert isinstance(err, Exception) and "no-such-item" in str(err)
     assert np.isfinite([r.score for r in ok]).all()

@@ -295,7 +295,10 @@ class CrossEncoderRanker:
         start = time.perf_counter()
         # deterministic algorithms: the same seed gives the same weights
         with torch_threads(cfg.threads, deterministic=True, warn_only=True):
-            self._train(queries, docs, labels, progress=progress, max_minutes=max_minutes)
+            try:
+                self._train(queries, docs, labels, progress=progress, max_minutes=max_minutes)
+            finally:
+                self._train_priors = None  # training data is not kept with the ranker
         self.fit_seconds = time.perf_counter() - start
         return self
 

@@ -39,8 +39,8 @@ class RecommendBatcher:
     `max_batch` caps a batch (1 = every query alone); `turns` is how many event-loop turns a
     drain waits for more queries while they keep arriving; `max_wait_ms` how long it waits
     at most for as many queries as the previous batch had. `on_batch` gets each batch's
-    size (the service's `recsage_recommend_batch_size` histogram); `batches`, `queries` and
-    `largest` count what ran.
+    size (the service's `recsage_recommend_batch_size` histogram); `batches` and `largest`
+    count what ran.
     """
 
     max_batch: int = 16
@@ -48,7 +48,6 @@ class RecommendBatcher:
     max_wait_ms: float = 1.0
     on_batch: Callable[[int], Any] | None = None
     batches: int = 0
-    queries: int = 0
     largest: int = 0
     _pending: list[_Pending] = field(default_factory=list)
     _scheduled: bool = False
@@ -94,7 +93,6 @@ class RecommendBatcher:
         if not live:
             return
         self.batches += 1
-        self.queries += len(live)
         self.largest = max(self.largest, len(live))
         if self.on_batch is not None:
             self.on_batch(len(live))

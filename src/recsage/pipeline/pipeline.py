@@ -436,7 +436,10 @@ class Pipeline:
         """
         if query.n < 1:
             raise ConfigError("n must be >= 1")
-        batch = self.query_batch(query)
+        return self._run_one(query, self.query_batch(query))
+
+    def _run_one(self, query: Query, batch: QueryBatch) -> list[Recommendation]:
+        """`run` for a query already resolved into its one-row `batch`."""
         if not len(batch.sequences[0]) and not query.text:  # a new visitor: no signal at all
             return self._fallback(batch, np.zeros(0, np.int64), query.n)
         with _single_threaded():  # one query's matrices are too small to share out
@@ -455,13 +458,13 @@ class Pipeline:
                 raise ConfigError("n must be >= 1")
             row = self.query_batch(q)
             if row.blocked is not None or not (len(row.sequences[0]) or q.text):
-                out[k] = self.run(q)  # filtered, or a new visitor (model-free fallback)
+                out[k] = self._run_one(q, row)  # filtered, or a new visitor (no model)
             else:
                 groups.setdefault(q.n, []).append((k, row))
         for n, rows in groups.items():
             if len(rows) == 1:  # nothing to share: the single-query path
-                k, _ = rows[0]
-                out[k] = self.run(queries[k])
+                k, row = rows[0]
+                out[k] = self._run_one(queries[k], row)
                 continue
             batch = QueryBatch(
                 np.concatenate([r.users for _, r in rows]),

@@ -73,6 +73,15 @@ def spec(top: int, prior: str = "none") -> dict[str, Any]:
     }  # fmt: skip
 
 
+def feature_spec(top: int) -> dict[str, Any]:
+    """`spec` with the cross-encoder moved before LightGBM as a feature over RRF's top."""
+    base = spec(top)
+    rrf, rank, _ = base["stages"]
+    ce = {"name": "ce", "kind": "cross_encoder", "keep": 150, "top": top, "mode": "feature",
+          "column": "prerank"}  # fmt: skip
+    return {**base, "stages": [rrf, ce, rank]}
+
+
 def subset(split: Split, users: np.ndarray) -> Split:
     return dataclasses.replace(split, users=np.sort(np.asarray(users, np.int64)))
 
@@ -114,6 +123,181 @@ def metrics_of(scores: np.ndarray, split: Split) -> dict[str, Any]:
     return out
 
 
+def final_scores(pipe: Pipeline, split: Split, batch: int = 100) -> np.ndarray:
+    """(users, items) score matrix of the pipeline's final lists for `split.users`."""
+    seqs = split.train.sequences()
+    mats = []
+    for lo in range(0, len(split.users), batch):
+        u = split.users[lo : lo + batch]
+        cands, _ = pipe.run_batch(QueryBatch(u, [seqs[i] for i in u], pipe.n_items), min_keep=10)
+        mats.append(cands.to_score_matrix(pipe.n_items))
+        print(f"    {lo + len(u)}/{len(split.users)} users ranked", flush=True)
+    return np.concatenate(mats)
+
+
+def gain_importance(pipe: Pipeline, split: Split) -> dict[str, float]:
+    """LightGBM's total split gain per feature name (share of all gain), top 12."""
+    stage = pipe.stages[-1]
+    booster = getattr(stage.ranker, "_booster", None)
+    if booster is None:
+        return {}
+    u = split.users[:2]
+    seqs = split.train.sequences()
+    _, ctx, _ = pipe._run_until(QueryBatch(u, [seqs[i] for i in u], pipe.n_items),
+                                len(pipe.stages) - 1)  # fmt: skip
+    gain = booster.feature_importance("gain")
+    names = [*ctx.feature_names, *[f"cat_{j}" for j in range(len(gain) - len(ctx.feature_names))]]
+    total = float(gain.sum()) or 1.0
+    order = np.argsort(-gain)[:12]
+    return {names[j]: round(float(gain[j]) / total, 4) for j in order}
+
+
+def feature_main(args: argparse.Namespace) -> None:
+    """`--as-feature`: LightGBM with vs without the cross-encoder's score as a feature."""
+    t_all = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+    ds = load_dataset(args.dataset)
+    loo = leave_one_out(ds)
+    valid_users = rng.permutation(loo.valid.users)
+    ce_users = valid_users[: args.train_users]
+    rank_users = valid_users[args.train_users : args.train_users + args.ranker_users]
+    test = rng.choice(loo.test.users, size=min(args.test_users, len(loo.test.users)),
+                      replace=False)  # fmt: skip
+    say = lambda m: print("  " + m, flush=True)  # noqa: E731
+    pipe = Pipeline(feature_spec(args.top))
+    t0 = time.perf_counter()
+    pipe.items, pipe.users, pipe.item_table = ds.items, ds.users, ds.item_table
+    pipe.sequences, pipe.data_fingerprint = ds.sequences(), ds.fingerprint()
+    pipe._prepare_resources(ds, say)
+    pipe.fit_on(loo.valid.train, say=say)
+    base_spec = spec(args.top)
+    base_spec["stages"] = base_spec["stages"][:2]
+    base = pipe.derive(base_spec)
+    channels_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ranker = CrossEncoderRanker(max_length=args.max_length, epochs=args.epochs, seed=args.seed,
+                                threads=args.threads)  # fmt: skip
+    data = train_cross_encoder(
+        pipe, loo.valid, ranker=ranker, users=ce_users, negatives=args.negatives, pool=30,
+        seed=args.seed, progress=True, max_minutes=args.max_minutes,
+    )  # fmt: skip
+    ce_fit_s = time.perf_counter() - t0
+    if args.save is not None:
+        ranker.save(args.save)
+    print(f"cross-encoder: {len(data.queries)} lists ({data.outside_pool} with the target "
+          f"below the top 30, {data.skipped} users skipped) in {ce_fit_s:.0f}s; "
+          f"{ranker.history}", flush=True)  # fmt: skip
+    stage = next(s for s in pipe.stages if isinstance(s, CrossEncoderStage))
+
+    rank_split = subset(loo.valid, rank_users)
+    t0 = time.perf_counter()
+    base.train_stages(rank_split, say=say)
+    base_rank_s = time.perf_counter() - t0
+    t0, pairs0, ce0 = time.perf_counter(), stage.pairs, stage.seconds
+    pipe.train_stages(rank_split, say=say)
+    feat_rank_s = time.perf_counter() - t0
+    train_pairs = stage.pairs - pairs0
+    train_ce_s = stage.seconds - ce0
+
+    test_split = subset(loo.test, test)
+    rows = {"pipeline (LightGBM), no cross-encoder": metrics_of(final_scores(base, test_split),
+                                                                test_split)}  # fmt: skip
+    pairs0, ce0 = stage.pairs, stage.seconds
+    rows["+ cross-encoder score as a LightGBM feature"] = metrics_of(
+        final_scores(pipe, test_split), test_split
+    )
+    test_pairs, test_ce_s = stage.pairs - pairs0, stage.seconds - ce0
+    base_name = "pipeline (LightGBM), no cross-encoder"
+    for k, v in rows.items():
+        if k != base_name:
+            v["delta_ndcg@10_ci"] = paired_ci(
+                rows[base_name]["per_user_ndcg@10"], v["per_user_ndcg@10"], args.seed
+            )
+    for v in rows.values():
+        v.pop("per_user_ndcg@10")
+    for k, v in rows.items():
+        print(f"{k}: {v}", flush=True)
+    importance = gain_importance(pipe, test_split)
+    print(f"LightGBM gain share (with the feature): {importance}", flush=True)
+    payload = {
+        "machine": machine(),
+        "command": "python benchmarks/lm_ranker.py " + " ".join(sys.argv[1:]),
+        "dataset": ds.describe(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "users": {
+            "train_lists": len(data.queries),
+            "train_skipped": data.skipped,
+            "train_outside_pool": data.outside_pool,
+            "ranker": len(rank_users),
+            "test": len(test),
+        },
+        "fit_seconds": {
+            "channels": round(channels_s, 1),
+            "cross_encoder": round(ce_fit_s, 1),
+            "lgbm_without": round(base_rank_s, 1),
+            "lgbm_with_feature": round(feat_rank_s, 1),
+            "ce_scoring_for_lgbm_training": round(train_ce_s, 1),
+        },
+        "ce_history": ranker.history,
+        "results": rows,
+        "gain_share": importance,
+        "latency": {
+            "ce_ms_per_user_batched": 1000 * test_ce_s / max(1, len(test)),
+            "pairs_per_user": test_pairs / max(1, len(test)),
+            "train_pairs": train_pairs,
+        },
+        "seconds": round(time.perf_counter() - t_all, 1),
+    }
+    payload["markdown"] = feature_markdown(payload)
+    path = write_result(args.name, payload)
+    print(payload["markdown"])
+    print(f"wrote {path}")
+
+
+def feature_markdown(p: dict[str, Any]) -> str:
+    a, u, f = p["args"], p["users"], p["fit_seconds"]
+    lines = [
+        f"## Cross-encoder score as a LightGBM feature ({a['dataset']}, leave-one-out, "
+        "full ranking)",
+        "",
+        f"Command: `{p['command'].strip()}`  ",
+        machine_line(p["machine"]),
+        "",
+        "Channels: EASE (recency) + co-occurrence + MiniLM text + popularity → RRF (keep 150). "
+        f"The cross-encoder (all-MiniLM-L6-v2 + a fresh head, fine-tuned listwise on "
+        f"{u['train_lists']:,} validation lists of its own users, 1 positive + "
+        f"{a['negatives']} hard negatives from RRF's top 30, {f['cross_encoder']:.0f}s) scores "
+        f"RRF's top {a['top']}; LightGBM (listwise) reads its score, presence and z within the "
+        f"block as three more features. Both LightGBMs train on the same {u['ranker']:,} other "
+        f"validation users (without: {f['lgbm_without']:.0f}s; with: "
+        f"{f['lgbm_with_feature']:.0f}s, "
+        f"of which {f['ce_scoring_for_lgbm_training']:.0f}s cross-encoder scoring). Test: "
+        f"{u['test']} random test users, paired.",
+        "",
+        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 | Δ NDCG@10 [95% CI] |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, m in p["results"].items():
+        ci = m.get("delta_ndcg@10_ci")
+        delta = f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]" if ci else "–"
+        lines.append(
+            f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
+            f"{m['ndcg@20']:.4f} | {delta} |"
+        )
+    lat = p["latency"]
+    gains = ", ".join(f"{k} {v:.1%}" for k, v in p["gain_share"].items())
+    lines += [
+        "",
+        f"LightGBM's split-gain share with the feature (top 12): {gains}.",
+        "",
+        f"Cost: {lat['pairs_per_user']:.0f} cross-encoder pairs per user, "
+        f"{lat['ce_ms_per_user_batched']:.0f} ms per user (batched over 100 users, "
+        f"{a.get('threads', 2)} thread(s)).",
+    ]
+    return "\n".join(lines)
+
+
 def latency(pipe: Pipeline, users: list[str]) -> dict[str, float]:
     times = []
     for u in users:
@@ -148,7 +332,21 @@ def main() -> None:
         help="skip users whose validation target LightGBM ranks below the top 30",
     )
     ap.add_argument("--name", default="lm_ranker", help="result file name")
+    ap.add_argument(
+        "--as-feature",
+        action="store_true",
+        help="measure the cross-encoder's score as a LightGBM feature instead",
+    )
+    ap.add_argument(
+        "--ranker-users",
+        type=int,
+        default=1500,
+        help="--as-feature: validation users both LightGBMs train on",
+    )
     args = ap.parse_args()
+    if args.as_feature:
+        feature_main(args)
+        return
     t_all = time.perf_counter()
     rng = np.random.default_rng(args.seed)
 

@@ -484,8 +484,16 @@ class CrossEncoderStage(Stage):
     With `prior = "incoming"` the ranker is residual: it scores logit + w·z(incoming)
     (z over the top block), so it learns corrections to the incoming order.
 
-    The ranker is trained outside `Pipeline.fit` (see `train_cross_encoder`) or loaded from
-    `model_dir`; it is saved with the pipeline. Candidates past `top` keep their order below.
+    `mode = "feature"`: the stage only writes its score column (the cross-encoder score of
+    the top block, missing elsewhere) and keeps every candidate in place; a learned stage
+    after it reads the column as a feature (score, presence, z within the block) and
+    decides how much it is worth.
+
+    The ranker is trained by `Pipeline.fit` on `train_users` validation users when that
+    is > 0 (later learned stages then train on the other validation users, so they never
+    see the cross-encoder's scores of its own training users), else outside fit (see
+    `train_cross_encoder`) or loaded from `model_dir`; it is saved with the pipeline.
+    Candidates past `top` keep their order below.
     """
 
     kind = "cross_encoder"
@@ -499,10 +507,19 @@ class CrossEncoderStage(Stage):
         column: str = ""
         history: int = 10
         prior: str = "none"  # "incoming": a residual ranker over the incoming z-scores
+        mode: str = "rerank"  # "feature": write the score column for a later learned stage
+        train_users: int = 0  # > 0: Pipeline.fit trains the ranker on this many users
+        negatives: int = 4  # hard negatives per training list (fit-time training)
+        max_minutes: float = 0.0  # cap on fit-time training (0 = none)
+        seed: int = 0
 
         def __post_init__(self) -> None:
             if self.prior not in ("none", "incoming"):
                 raise ConfigError(f"prior must be 'none' or 'incoming', not {self.prior!r}")
+            if self.mode not in ("rerank", "feature"):
+                raise ConfigError(f"mode must be 'rerank' or 'feature', not {self.mode!r}")
+            if self.top < 1 or self.train_users < 0 or self.negatives < 1:
+                raise ConfigError("top and negatives must be >= 1, train_users >= 0")
 
     ranker: CrossEncoderRanker | None = None
     catalogue: TextCatalogue | None = None
@@ -575,8 +592,43 @@ class CrossEncoderStage(Stage):
             out[rows, cols] = s
         return out
 
+    @property
+    def feature_column(self) -> str | None:
+        return self.name if self.config.mode == "feature" else None
+
     def score(self, cands: CandidateBatch, ctx: StageContext) -> np.ndarray:
-        return self.combine(cands, self.cross_scores(cands, ctx), self.config.weight)
+        ce = self.cross_scores(cands, ctx)
+        if self.config.mode == "feature":
+            return ce
+        return self.combine(cands, ce, self.config.weight)
+
+    def order(self, cands: CandidateBatch, ctx: StageContext) -> CandidateBatch:
+        if self.config.mode == "feature":  # a feature for a later stage: nothing moves
+            return cands
+        return super().order(cands, ctx)
+
+    def train(self, pipe: Any, valid: Any, *, exclude: np.ndarray, say: Any) -> np.ndarray:
+        """Fit-time training (`train_users` > 0 and no ranker yet): fine-tune on that many
+        validation users not in `exclude`; returns the users it trained on."""
+        if self.ranker is not None or self.config.model_dir or self.config.train_users <= 0:
+            return np.zeros(0, np.int64)
+        rng = np.random.default_rng(self.config.seed)
+        pool = np.setdiff1d(valid.users, exclude)
+        if len(pool) < 20:
+            raise RecsageError(
+                f"stage '{self.name}': only {len(pool)} validation users left to train on"
+            )
+        users = np.sort(rng.choice(pool, size=min(self.config.train_users, len(pool) // 2),
+                                   replace=False))  # fmt: skip
+        say(f"training stage {self.name} (cross-encoder) on {len(users):,} users…")
+        t0 = time.perf_counter()
+        data = train_cross_encoder(
+            pipe, valid, stage_name=self.name, users=users, negatives=self.config.negatives,
+            seed=self.config.seed, max_minutes=self.config.max_minutes,
+        )  # fmt: skip
+        say(f"trained stage {self.name} on {len(data.queries):,} lists in "
+            f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
+        return users
 
     def combine(self, cands: CandidateBatch, ce: np.ndarray, weight: float) -> np.ndarray:
         """The stage's score column from cross-encoder scores `ce` (NaN outside the top

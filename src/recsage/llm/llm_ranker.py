@@ -54,8 +54,18 @@ class LLMRankerStage(CrossEncoderStage):
         column: str = ""
         history: int = 10
         seed: int = 0
+        mode: str = "rerank"  # "feature": the label log-probs as a later learned stage's feature
+
+        def __post_init__(self) -> None:
+            if self.mode not in ("rerank", "feature"):
+                raise ConfigError(f"mode must be 'rerank' or 'feature', not {self.mode!r}")
 
     lm: LMRanker | None = None
+
+    def train(self, pipe: Any, valid: Any, *, exclude: np.ndarray, say: Any) -> np.ndarray:
+        """Nothing at fit time: the LLM is fine-tuned by `train_llm_ranker` (`recsage llm
+        finetune`, minutes to hours on CPU) or loaded from `model_dir`."""
+        return np.zeros(0, np.int64)
 
     def _ready_lm(self) -> tuple[LMRanker, TextCatalogue]:
         if self.lm is None and self.config.model_dir:

@@ -103,6 +103,14 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ConfigError(f"channel names must be unique, got {names}")
         self.stages: list[Stage] = [create_stage(s) for s in self.spec["stages"]]
+        for k, st in enumerate(self.stages):
+            if st.feature_column and not any(
+                isinstance(later, LearnedStage) for later in self.stages[k + 1 :]
+            ):
+                raise ConfigError(
+                    f"stage '{st.name}' writes a feature (mode = \"feature\"), but no learned "
+                    "stage comes after it to read it"
+                )
         self.resources = Resources()
         self.items: Vocabulary | None = None
         self.users: Vocabulary | None = None
@@ -218,7 +226,7 @@ class Pipeline:
             self.fit_on(loo.valid.train, say=say)
         finally:
             self.resources.valid = None
-        if any(isinstance(s, LearnedStage) for s in self.stages):
+        if self.stages:
             self.train_stages(loo.valid, say=say)
         self.sync_stage_catalogue()
         return self
@@ -251,14 +259,18 @@ class Pipeline:
             say(f"fitted channel {ch.name} ({ch.kind}) in {secs:.1f}s")
 
     def train_stages(self, valid: Split, *, say: Any = None, batch_size: int = 512) -> None:
-        """Train learned stages on `valid`'s targets using candidates from `valid.train`."""
+        """Train the stages on `valid`'s targets using candidates from `valid.train`, in
+        order: a stage that trains itself (e.g. a cross-encoder) takes some users, and the
+        learned stages after it train on the others, so no learned stage sees an earlier
+        stage's scores on that stage's own training users."""
         say = say or (lambda *_: None)
         seqs = valid.train.sequences()
-        users = valid.users
-        learned = [i for i, s in enumerate(self.stages) if isinstance(s, LearnedStage)]
-        for idx in learned:
-            stage = self.stages[idx]
-            assert isinstance(stage, LearnedStage)
+        taken = np.zeros(0, np.int64)
+        for idx, stage in enumerate(self.stages):
+            if not isinstance(stage, LearnedStage):
+                taken = np.union1d(taken, stage.train(self, valid, exclude=taken, say=say))
+                continue
+            users = np.setdiff1d(valid.users, taken) if len(taken) else valid.users
             t0 = time.perf_counter()
             say(f"training stage {stage.name} ({stage.config.learner}) on {len(users):,} users…")
             parts = []
@@ -350,11 +362,15 @@ class Pipeline:
         )
         if any(s.needs_features for s in self.stages):
             extra = tuple(f"{c.name}_full" for c in self.model_channels if c.index is None)
+            written = tuple(
+                col for s in self.stages if (col := s.feature_column) and col in cands.scores
+            )
             ctx.features, ctx.feature_names = candidate_features(
                 cands, batch, self.stats,
                 channel_names=cands.channel_names,
                 text_vectors=self.resources.item_text_vectors,
                 extra_scores=extra,
+                stage_scores=written,
             )  # fmt: skip
         return ctx
 

@@ -98,12 +98,16 @@ def candidate_features(
     channel_names: tuple[str, ...],
     text_vectors: np.ndarray | None,
     extra_scores: tuple[str, ...] = (),
+    stage_scores: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, list[str]]:
     """Dense features (B, N, F) for every candidate slot, and their names.
 
     Per channel: score (0 if absent), presence, log rank. Plus item popularity, history
     length, category overlap with recent history, text similarity to the recent profile
-    and to the last item, item year, and any `extra_scores` columns (e.g. a model score).
+    and to the last item, item year, any `extra_scores` columns (e.g. a model score), and
+    per `stage_scores` column (an earlier stage's score over part of the list, e.g. a
+    cross-encoder's top block): score, presence, and the score z-scored within its row's
+    present slots (comparable across users whose scores sit at different levels).
     """
     b, n = cands.shape
     items = np.maximum(cands.items, 0)
@@ -122,6 +126,16 @@ def candidate_features(
         s = cands.scores[col]
         feats.append(np.where(np.isfinite(s), s, 0.0))
         names.append(col)
+    for col in stage_scores:
+        s = cands.scores[col].astype(np.float64)
+        present = np.isfinite(s) & cands.valid
+        masked = np.where(present, s, np.nan)
+        cnt = present.sum(axis=1, keepdims=True)
+        mu = np.nansum(masked, axis=1, keepdims=True) / np.maximum(cnt, 1)
+        sd = np.sqrt(np.nansum((masked - mu) ** 2, axis=1, keepdims=True) / np.maximum(cnt, 1))
+        feats += [np.where(present, s, 0.0), present.astype(np.float32)]
+        feats.append(np.where(present, (s - mu) / (sd + 1e-6), 0.0))
+        names += [col, f"{col}_present", f"{col}_z"]
     feats.append(stats.log_popularity[items])
     names.append("item_log_pop")
     hist_len = np.array([len(s) for s in batch.sequences], np.float32)

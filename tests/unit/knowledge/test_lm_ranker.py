@@ -214,3 +214,82 @@ def test_training_lists_keep_targets_below_the_pool_and_carry_priors() -> None:
     # a target ranked below the pool has a lower prior than the pool's negatives
     below = [p for d, p in zip(loose.docs, loose.priors, strict=True) if p[0] < min(p[1:])]
     assert len(below) >= loose.outside_pool
+
+
+def test_feature_mode_writes_the_top_block_and_moves_nothing() -> None:
+    stage = CrossEncoderStage("ce", keep=2, top=3, column="rank", mode="feature")
+    stage.ranker = tiny_cross_encoder(max_length=32)
+    stage.catalogue = TextCatalogue.from_item_table(tiny_table())
+    assert stage.feature_column == "ce"
+    base = np.array([[0.1, 0.9, 0.5, 0.7, np.nan]], np.float32)
+    cands = CandidateBatch(np.array([[4, 2, 1, 3, -1]]), {"rank": base.copy()})
+    ctx = StageContext(histories=np.array([[0, 3]]))
+    out = stage.apply(cands, ctx)
+    assert out.items.tolist() == [[4, 2, 1, 3, -1]]  # no sort, no cut (keep=2 ignored)
+    col = out.scores["ce"][0]
+    assert np.isfinite(col[[1, 2, 3]]).all() and np.isnan(col[[0, 4]]).all()  # the top 3
+    assert CrossEncoderStage("x", keep=5).feature_column is None
+    with pytest.raises(ConfigError, match="mode"):
+        CrossEncoderStage("ce", keep=5, mode="blend")
+
+
+def test_stage_scores_become_score_presence_and_row_z_features() -> None:
+    from recsage.ranking.features import ItemStats, candidate_features
+    from recsage.types import QueryBatch
+
+    ce = np.array([[2.0, np.nan, 0.0, 1.0], [np.nan, 5.0, np.nan, np.nan]], np.float32)
+    cands = CandidateBatch(np.array([[0, 1, 2, 3], [1, 2, 3, -1]]), {"ce": ce})
+    batch = QueryBatch(np.array([0, 1]), [np.array([4]), np.array([0])], 5)
+    stats = ItemStats.from_popularity(np.array([3, 1, 0, 2, 5]))
+    f, names = candidate_features(
+        cands, batch, stats, channel_names=(), text_vectors=None, stage_scores=("ce",)
+    )
+    got = {n: f[..., names.index(n)] for n in ("ce", "ce_present", "ce_z")}
+    np.testing.assert_allclose(got["ce"], [[2, 0, 0, 1], [0, 5, 0, 0]])
+    np.testing.assert_allclose(got["ce_present"], [[1, 0, 1, 1], [0, 1, 0, 0]])
+    sd = np.std([2.0, 0.0, 1.0])  # row 0: mean 1 over the three present slots
+    np.testing.assert_allclose(got["ce_z"][0], [1 / sd, 0, -1 / sd, 0], rtol=1e-5)
+    np.testing.assert_allclose(got["ce_z"][1], [0, 0, 0, 0], atol=1e-6)  # one slot: z = 0
+
+
+def test_pipeline_fit_trains_a_feature_cross_encoder_before_the_ranker_that_reads_it(
+    tmp_path: Path,
+) -> None:
+    from recsage.data.splits import leave_one_out
+    from recsage.pipeline.pipeline import Pipeline
+    from recsage.testing import tiny_dataset
+    from recsage.types import Query, QueryBatch
+
+    data = tiny_dataset(0)
+    spec = {
+        "text": {"enabled": False},
+        "channels": [{"name": "pop", "kind": "popularity", "n": 30}],
+        "stages": [
+            {"name": "prerank", "kind": "rrf", "keep": 30},
+            {"name": "ce", "kind": "cross_encoder", "top": 5, "mode": "feature",
+             "train_users": 12},
+            {"name": "rank", "kind": "learned", "learner": "lgbm", "keep": 10,
+             "params": {"n_estimators": 5}},
+        ],
+    }  # fmt: skip
+    said: list[str] = []
+    pipe = Pipeline(spec).fit(data, log=said.append)
+    ce = pipe.stages[1]
+    assert isinstance(ce, CrossEncoderStage) and ce.ranker is not None
+    n_valid = len(leave_one_out(data).valid.users)
+    # the ranker after it trains on the validation users the cross-encoder did not see
+    assert f"training stage rank (lgbm) on {n_valid - 12:,} users…" in said
+    batch = QueryBatch(np.array([0, 1]), [pipe.sequences[0], pipe.sequences[1]], pipe.n_items)
+    _, ctx, _ = pipe._run_until(batch, 2)
+    assert {"ce", "ce_present", "ce_z"} <= set(ctx.feature_names)
+    assert ctx.features is not None
+    assert ctx.features[..., ctx.feature_names.index("ce_present")].sum(axis=1).max() == 5
+    back = Pipeline.load(pipe.save(tmp_path / "p"))
+    q = pipe.sequences[0]
+    ids = [str(x) for x in pipe.items.ids[q[:3]]] if pipe.items is not None else []
+    assert [r.item for r in back.run(Query(history=ids, n=5))] == [
+        r.item for r in pipe.run(Query(history=ids, n=5))
+    ]
+    no_ranker = {**spec, "stages": spec["stages"][:2]}
+    with pytest.raises(ConfigError, match="no learned stage comes after it"):
+        Pipeline(no_ranker)

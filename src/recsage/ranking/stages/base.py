@@ -68,6 +68,19 @@ class Stage(ABC):
     @abstractmethod
     def score(self, cands: CandidateBatch, ctx: StageContext) -> np.ndarray: ...
 
+    @property
+    def feature_column(self) -> str | None:
+        """The score column this stage offers later learned stages as a feature (None: its
+        column is an ordering, not a feature)."""
+        return None
+
+    def train(self, pipe: Any, valid: Any, *, exclude: np.ndarray, say: Any) -> np.ndarray:
+        """Fit-time training of a stage that is not a `LearnedStage` (e.g. a cross-encoder):
+        called by `Pipeline.train_stages` in stage order with the validation split and the
+        users earlier stages trained on; returns the users it trained on, which later
+        learned stages then leave out. Default: nothing to train."""
+        return np.zeros(0, np.int64)
+
     def save(self, path: Path) -> None:  # noqa: B027
         """Persist learned state (stateless stages write nothing)."""
 

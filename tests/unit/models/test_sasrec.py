@@ -342,3 +342,32 @@ def test_gate_mode_saves_and_loads(tmp_path) -> None:
     back = Recommender.load(tmp_path / "m")
     seqs = [np.array([1, 2, 3])]
     np.testing.assert_allclose(back.score_sequences(seqs), m.score_sequences(seqs), atol=1e-5)
+
+
+def test_popularity_aware_gate_starts_as_the_plain_gate_and_learns_a_slope(tmp_path) -> None:
+    data, text = clustered_dataset(n_users=60)
+    plain = SASRec(**TINY, max_epochs=0, text="gate").fit(data, item_text_vectors=text)
+    pop = SASRec(**TINY, max_epochs=0, text="gate", gate_popularity=True).fit(
+        data, item_text_vectors=text
+    )
+    assert plain.net is not None and pop.net is not None and pop.net.gate_pop is not None
+    # the stored frequency is the standardized log count of each item (padding row 0)
+    counts = np.bincount(data.interactions.item, minlength=data.n_items)
+    f = np.log1p(counts)
+    want = (f - f.mean()) / (f.std() + 1e-6)
+    freq = pop.net.get_buffer("item_freq").numpy()
+    np.testing.assert_allclose(freq[1:], want, rtol=1e-5, atol=1e-6)
+    assert freq[0] == 0.0
+    # slope 0 at the start: the same item table as the plain gate (same seed, same init)
+    seqs = [np.array([1, 2, 3])]
+    np.testing.assert_allclose(pop.score_sequences(seqs), plain.score_sequences(seqs), atol=1e-5)
+    trained = SASRec(**TINY, max_epochs=2, text="gate", gate_popularity=True).fit(
+        data, item_text_vectors=text
+    )
+    assert trained.net is not None and trained.net.gate_pop is not None
+    assert float(trained.net.gate_pop.detach().abs().sum()) > 0
+    trained.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    np.testing.assert_allclose(back.score_sequences(seqs), trained.score_sequences(seqs), atol=1e-5)
+    with pytest.raises(ConfigError, match="gate_popularity"):
+        SASRec(text="add", gate_popularity=True)

@@ -231,3 +231,42 @@ def test_save_load_identical(tmp_path, data) -> None:
     )
     assert loaded.features is not None and loaded.features.text is not None
     assert np.array_equal(loaded.features.text, model.features.text)  # type: ignore[union-attr]
+
+
+def test_gated_views_start_halfway_and_cold_items_get_their_text_view() -> None:
+    import torch
+
+    from recsage.models.two_tower.net import ItemTower, TwoTowerConfig
+
+    cfg = TwoTowerConfig(dim=4, views="gate", use_categories=False)
+    tower = ItemTower(cfg, id_rows=3, text_dim=5, n_cats=0, extra_dim=0)
+    assert tower.gate is not None
+    ids = torch.tensor([1, 2])
+    on = torch.tensor([True, False])
+    text = torch.randn(2, 5)
+    with torch.no_grad():
+        out = tower(ids, on, text, None, None, None)
+        id_view = tower.id_emb.weight[1]  # type: ignore[union-attr]
+        t = tower.text_proj(text)  # type: ignore[misc]
+    # a zero-initialised gate weighs both views 0.5 / 0.5; an item without its ID: text only
+    torch.testing.assert_close(out[0], 0.5 * id_view + 0.5 * t[0])
+    torch.testing.assert_close(out[1], t[1])
+    with pytest.raises(ConfigError, match="views"):
+        TwoTowerConfig(views="concat").validate()
+    no_text = ItemTower(TwoTowerConfig(dim=4, views="gate", use_text=False), 3, 0, 0, 0)
+    assert no_text.gate is None  # one view: nothing to gate
+
+
+def test_gated_views_learn_and_round_trip(tmp_path, data) -> None:
+    ds, text, pref = data
+    loo = leave_one_out(ds)
+    model = TwoTower(max_epochs=3, views="gate", **FAST).fit(loo.test.train, item_text_vectors=text)
+    assert model.net is not None and model.net.items.gate is not None
+    assert float(model.net.items.gate.weight.detach().abs().sum()) > 0  # the gate moved off 0.5
+    pop = evaluate(Popularity().fit(loo.test.train), loo.test).metrics["ndcg@10"]
+    assert evaluate(model, loo.test).metrics["ndcg@10"] > 2 * pop
+    scores = model.score(np.arange(ds.n_users))[:, 96:]  # cold items: their text view only
+    assert (np.arange(96, ds.n_items)[scores.argmax(axis=1)] % N_CLUSTERS == pref).mean() > 0.9
+    model.save(tmp_path / "tt")
+    loaded = Recommender.load(tmp_path / "tt")
+    assert np.array_equal(model.score(np.arange(10)), loaded.score(np.arange(10)))

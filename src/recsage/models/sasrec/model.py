@@ -130,6 +130,7 @@ class SASRec(Recommender):
         text_dim = self._setup_text(data)
         torch.manual_seed(cfg.seed)
         net = SASRecNet(cfg, data.n_items, text_dim)
+        net.set_item_frequency(np.bincount(data.interactions.item, minlength=data.n_items))
         if cfg.emb_init == "svd" and net.id_emb is not None:
             assert self.train_matrix is not None
             with torch.no_grad():

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,7 +48,10 @@ class SASRecConfig:
     `text`: "none", "add" (ID embedding + adapter over frozen text vectors), "gate" (two
     views, ID embedding and adapter over frozen text vectors, fused per dimension by a
     learned sigmoid gate over both: g * id + (1 - g) * sem) or "text_only" (adapter only:
-    inductive). `max_minutes` > 0 ends training (validating the last epoch)
+    inductive). `gate_popularity` (text="gate") lets the gate also read the item's
+    standardized log training frequency through a per-dimension slope started at 0, so the
+    model can learn to trust the text view more for tail items, whose ID rows see few
+    updates. `max_minutes` > 0 ends training (validating the last epoch)
     before an epoch that would, at the mean epoch cost so far, overrun that budget.
     `threads` is torch's intra-op thread count while training; 1 by default: at dim 64 the
     ops are too small to split, and on a shared 2-core machine a second thread spin-waits
@@ -82,6 +86,7 @@ class SASRecConfig:
     threads: int = 1
     precision: str = "auto"
     text: str = "none"
+    gate_popularity: bool = False
     progress: bool = True
 
     def validate(self) -> None:
@@ -103,6 +108,7 @@ class SASRecConfig:
             (self.negatives >= 1, "negatives must be >= 1"),
             (self.eval_every >= 1 and self.patience >= 1, "eval_every/patience must be >= 1"),
             (self.threads >= 1 and self.ffn_mult >= 1, "threads/ffn_mult must be >= 1"),
+            (not self.gate_popularity or self.text == "gate", "gate_popularity needs text=gate"),
         ]
         for ok, message in checks:
             if not ok:
@@ -164,6 +170,10 @@ class SASRecNet(nn.Module):
             )
         # two-view fusion: per-dimension gate from both views (starts at 0.5 / 0.5)
         self.gate = nn.Linear(2 * cfg.dim, cfg.dim) if cfg.text == "gate" else None
+        # popularity-aware gate: + slope * standardized log frequency (slope starts at 0)
+        self.gate_pop = nn.Parameter(torch.zeros(cfg.dim)) if cfg.gate_popularity else None
+        if cfg.gate_popularity:  # saved with the weights (only then: older files load)
+            self.register_buffer("item_freq", torch.zeros(n_items + 1))
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         self.emb_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -201,7 +211,22 @@ class SASRecNet(nn.Module):
     def gate_values(self, id_table: torch.Tensor, sem_table: torch.Tensor) -> torch.Tensor:
         """Per-item, per-dimension weight of the ID view in (0, 1) (text="gate" only)."""
         assert self.gate is not None
-        return torch.sigmoid(self.gate(torch.cat([id_table, sem_table], dim=-1)))
+        logits = self.gate(torch.cat([id_table, sem_table], dim=-1))
+        if self.gate_pop is not None:
+            logits = logits + self.get_buffer("item_freq").unsqueeze(-1) * self.gate_pop
+        return torch.sigmoid(logits)
+
+    def set_item_frequency(self, counts: np.ndarray) -> None:
+        """Store each item's standardized log training frequency (row 0 = padding: 0);
+        only the popularity-aware gate reads it."""
+        if self.gate_pop is None:
+            return
+        f = np.log1p(np.asarray(counts, np.float64))
+        z = (f - f.mean()) / (f.std() + 1e-6)
+        buf = self.get_buffer("item_freq")
+        with torch.no_grad():
+            buf[1:] = torch.as_tensor(z, dtype=buf.dtype)
+            buf[0] = 0.0
 
     def encode(self, tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, T, dim) for left-padded token rows (B, T), T <= max_len."""

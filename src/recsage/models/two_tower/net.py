@@ -31,7 +31,10 @@ class TwoTowerConfig:
     the per-batch probability that an item's ID embedding is dropped in training (trains
     the text-only path cold items rely on); `fusion` ("concat" | "gated") merges extra
     item vectors (passed to `fit`, or read from the `extra_vectors` file with
-    `recsage.encoders.fusion.load_item_vectors`) with text. `pooling` "attention" or
+    `recsage.encoders.fusion.load_item_vectors`) with text. `views` says how the ID view
+    and the semantic (text) view of an item meet: "add" (sum) or "gate" (a learned
+    per-dimension sigmoid gate over both, g·id + (1−g)·text; an item without an ID
+    embedding — cold, or dropped in training — gets its text view alone). `pooling` "attention" or
     "mean" over the last `max_history` items. Loss: "softmax" (in-batch, `temperature`,
     `logq` correction) or "bpr" (`negatives` uniform negatives). `similarity`: "cosine"
     (normalized, / temperature) or "dot" (raw inner product / temperature). An epoch is
@@ -51,6 +54,7 @@ class TwoTowerConfig:
     text_hidden: int = 0
     id_dropout: float = 0.25
     fusion: str = "concat"
+    views: str = "add"
     extra_vectors: str = ""
     max_categories: int = 256
     pooling: str = "attention"
@@ -88,6 +92,7 @@ class TwoTowerConfig:
             (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}"),
             (self.similarity in SIMILARITIES, f"similarity must be one of {SIMILARITIES}"),
             (self.fusion in ("concat", "gated"), "fusion must be 'concat' or 'gated'"),
+            (self.views in ("add", "gate"), f"views must be 'add' or 'gate', not {self.views!r}"),
             (self.use_ids or self.use_text or self.use_categories, "the item tower needs input"),
             (self.dim >= 1 and self.max_history >= 1 and self.mlp_hidden >= 1, "dims"),
             (0.0 <= self.id_dropout < 1.0 and 0.0 <= self.dropout < 1.0, "dropouts in [0, 1)"),
@@ -129,6 +134,12 @@ class ItemTower(nn.Module):
             else:
                 self.text_proj = nn.Linear(text_dim, d)
         self.cat_proj = nn.Linear(n_cats, d, bias=False) if cfg.use_categories and n_cats else None
+        # two views (ID, text) fused by a per-dimension gate from both (starts at 0.5 / 0.5)
+        two_views = self.id_emb is not None and (self.text_proj or self.fusion) is not None
+        self.gate = nn.Linear(2 * d, d) if cfg.views == "gate" and two_views else None
+        if self.gate is not None:
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
 
     def forward(
         self,
@@ -152,7 +163,10 @@ class ItemTower(nn.Module):
                 t = self.text_proj(text)
             else:
                 t = None
-            if t is not None:
+            if t is not None and out is not None and self.gate is not None:
+                g = self.gate_values(out, t) * id_on.unsqueeze(-1).to(t.dtype)
+                out = g * out + (1.0 - g) * t
+            elif t is not None:
                 out = t if out is None else out + t
         if self.cat_proj is not None and cats is not None:
             c = self.cat_proj(cats)
@@ -162,6 +176,11 @@ class ItemTower(nn.Module):
                 "two_tower: the item tower got no input (no ids, text or categories)"
             )
         return out
+
+    def gate_values(self, id_view: torch.Tensor, text_view: torch.Tensor) -> torch.Tensor:
+        """(n, dim) weight of the ID view in (0, 1) per item and dimension (views="gate")."""
+        assert self.gate is not None
+        return torch.sigmoid(self.gate(torch.cat([id_view, text_view], dim=-1)))
 
 
 class UserTower(nn.Module):

@@ -10,8 +10,10 @@ gate over frozen text vectors, or the ID table initialised from the text) and th
 towers; LM-on: the spec as written with `[text] model = --encoder`). Both variants share the
 seed, the data, the budget and the evaluated users. Leave-one-out, full ranking, history
 excluded, ties against the target. `--valid-only` scores the validation split (for choosing
-configurations; SASRec only, since the pipeline's ranker trains on the validation items);
-otherwise the test split is scored once per variant. Rows: all users, tail-item targets
+configurations; a pipeline's validation run is fitted on the data without the test items,
+its ranker on the third-last items, and scored on the validation items); otherwise the test
+split is scored once per variant. `--also-spec PATH[@ENCODER]` adds more LM-on pipeline
+candidates, each paired with the `--spec`'s LM-off run. Rows: all users, tail-item targets
 (the 80% least popular items in training) and users with <= 10 training interactions, each
 with the paired LM-on minus LM-off difference and its bootstrap 95% CI over users.
 `--jobs 2` trains the two variants in two processes at once (one torch thread each).
@@ -138,7 +140,7 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
         from recsage.models.sasrec.model import SASRec, sequence_scorer
 
         cfg = {**job["config"], "seed": job["seed"]}
-        text = item_vectors(ds, job["encoder"]) if job["variant"] == "on" else None
+        text = item_vectors(ds, job["encoder"]) if job["variant"] != "off" else None
         model = SASRec(**cfg).fit(loo.valid.train, valid=loo.valid, item_text_vectors=text)
         out["train_s"] = time.perf_counter() - t0
         res = evaluate(sequence_scorer(model, split.train), split, name=job["label"])
@@ -165,7 +167,14 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
         from recsage.evaluation.pipeline import evaluate_pipeline
         from recsage.pipeline.pipeline import Pipeline
 
-        pipe = Pipeline(copy.deepcopy(job["spec"])).fit(ds)
+        fit_data = ds
+        if job["valid_only"]:
+            # a pipeline's ranker trains on the second-last items, so its validation run is
+            # fitted without each user's test item (channels on all but the last three, the
+            # ranker on the third-last) and scored on the validation items: no test item read
+            fit_data = loo.test.train
+            split = pipeline_valid_split(loo)
+        pipe = Pipeline(copy.deepcopy(job["spec"])).fit(fit_data)
         out["train_s"] = time.perf_counter() - t0
         report = evaluate_pipeline(pipe, split=split, name=job["label"])
         res = report.result
@@ -194,6 +203,19 @@ def paired_ci(
     means = diff[idx].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(diff.mean()), float(lo), float(hi)
+
+
+def pipeline_valid_split(loo: Any) -> Any:
+    """The validation targets as the last item of the data without the test items (same
+    users, same targets, same histories as `loo.valid`; checked)."""
+    split = leave_one_out(loo.test.train).test
+    same = (
+        np.array_equal(split.users, loo.valid.users)
+        and (split.targets != loo.valid.targets).nnz == 0
+    )
+    if not same:
+        raise SystemExit("pipeline validation split differs from the LOO validation split")
+    return split
 
 
 def groups(ds: Any, split: Any) -> dict[str, np.ndarray]:
@@ -237,6 +259,10 @@ def main() -> None:
     ap.add_argument("--tt-on", nargs="*", default=["views=gate"], help="two-tower LM-on overrides")
     ap.add_argument("--tt-also", nargs="*", default=[], help="more two-tower LM-on candidates")
     ap.add_argument("--spec", default="pipelines/default.toml", help="pipeline spec (LM-on)")
+    ap.add_argument(
+        "--also-spec", nargs="*", default=[],
+        help="more LM-on pipeline candidates, PATH or PATH@ENCODER, paired with --spec's LM-off",
+    )  # fmt: skip
     ap.add_argument("--valid-only", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="variants trained at once (processes)")
@@ -251,8 +277,6 @@ def main() -> None:
         tuning = tuned_encoder(ds, loo, args)
         args.encoder = str(args.tune_encoder)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    if args.valid_only and "pipeline" in systems:
-        raise SystemExit("--valid-only scores SASRec only (the pipeline's ranker fits on valid)")
     sas_cfg = {**SASREC_BASE, **parse_kv(args.config)}
     on_cfg = {**sas_cfg, **parse_kv(args.on)}
     if sas_cfg.get("emb_init") == "text":
@@ -286,6 +310,13 @@ def main() -> None:
         spec_on["text"]["model"] = args.encoder
         for variant, spec in (("off", strip_lm(spec_on)), ("on", spec_on)):
             jobs.append({**common, "system": "pipeline", "variant": variant, "spec": spec})
+        for extra in args.also_spec:
+            path, _, enc = extra.partition("@")
+            spec = tomllib.loads(Path(path).read_text())
+            spec.setdefault("text", {})
+            spec["text"]["enabled"] = True
+            spec["text"]["model"] = enc or args.encoder
+            jobs.append({**common, "system": "pipeline", "variant": f"on[{extra}]", "spec": spec})
     for j in jobs:
         j["label"] = f"{j['system']} LM-{j['variant']}"
 

@@ -136,12 +136,16 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     out: dict[str, Any] = {"system": job["system"], "variant": job["variant"]}
     out["encoder"] = job["encoder"]
-    if job["system"] == "sasrec":
-        from recsage.models.sasrec.model import SASRec, sequence_scorer
-
+    if job["system"] in ("sasrec", "two_tower"):
+        if job["system"] == "sasrec":
+            from recsage.models.sasrec.model import SASRec as model_cls
+            from recsage.models.sasrec.model import sequence_scorer
+        else:
+            from recsage.models.two_tower.model import TwoTower as model_cls
+            from recsage.models.two_tower.model import sequence_scorer
         cfg = {**job["config"], "seed": job["seed"]}
         text = item_vectors(ds, job["encoder"]) if job["variant"] != "off" else None
-        model = SASRec(**cfg).fit(loo.valid.train, valid=loo.valid, item_text_vectors=text)
+        model = model_cls(**cfg).fit(loo.valid.train, valid=loo.valid, item_text_vectors=text)
         out["train_s"] = time.perf_counter() - t0
         res = evaluate(sequence_scorer(model, split.train), split, name=job["label"])
         out["config"] = cfg
@@ -149,20 +153,6 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
         out["epochs"] = len(model.history)
         out["best_epoch"] = model.best_epoch
         out["curve"] = [round(float(h.get("ndcg@10", float("nan"))), 4) for h in model.history]
-    elif job["system"] == "two_tower":
-        from recsage.models.two_tower.model import TwoTower
-        from recsage.models.two_tower.model import sequence_scorer as tt_scorer
-
-        cfg = {**job["config"], "seed": job["seed"]}
-        text = item_vectors(ds, job["encoder"]) if job["variant"] != "off" else None
-        tt = TwoTower(**cfg).fit(loo.valid.train, valid=loo.valid, item_text_vectors=text)
-        out["train_s"] = time.perf_counter() - t0
-        res = evaluate(tt_scorer(tt, split.train), split, name=job["label"])
-        out["config"] = cfg
-        out["valid_ndcg@10"] = tt.best_ndcg
-        out["epochs"] = len(tt.history)
-        out["best_epoch"] = tt.best_epoch
-        out["curve"] = [round(float(h.get("ndcg@10", float("nan"))), 4) for h in tt.history]
     else:
         from recsage.evaluation.pipeline import evaluate_pipeline
         from recsage.pipeline.pipeline import Pipeline

@@ -152,6 +152,14 @@ def gain_importance(pipe: Pipeline, split: Split) -> dict[str, float]:
     return {names[j]: round(float(gain[j]) / total, 4) for j in order}
 
 
+def fit_channels(pipe: Pipeline, ds: Any, loo: Any, say: Any) -> None:
+    """Fit the channels on the LOO validation training part (stages are trained apart)."""
+    pipe.items, pipe.users, pipe.item_table = ds.items, ds.users, ds.item_table
+    pipe.sequences, pipe.data_fingerprint = ds.sequences(), ds.fingerprint()
+    pipe._prepare_resources(ds, say)
+    pipe.fit_on(loo.valid.train, say=say)
+
+
 def feature_main(args: argparse.Namespace) -> None:
     """`--as-feature`: LightGBM with vs without the cross-encoder's score as a feature."""
     t_all = time.perf_counter()
@@ -166,10 +174,7 @@ def feature_main(args: argparse.Namespace) -> None:
     say = lambda m: print("  " + m, flush=True)  # noqa: E731
     pipe = Pipeline(feature_spec(args.top))
     t0 = time.perf_counter()
-    pipe.items, pipe.users, pipe.item_table = ds.items, ds.users, ds.item_table
-    pipe.sequences, pipe.data_fingerprint = ds.sequences(), ds.fingerprint()
-    pipe._prepare_resources(ds, say)
-    pipe.fit_on(loo.valid.train, say=say)
+    fit_channels(pipe, ds, loo, say)
     base_spec = spec(args.top)
     base_spec["stages"] = base_spec["stages"][:2]
     base = pipe.derive(base_spec)
@@ -208,16 +213,7 @@ def feature_main(args: argparse.Namespace) -> None:
         final_scores(pipe, test_split), test_split
     )
     test_pairs, test_ce_s = stage.pairs - pairs0, stage.seconds - ce0
-    base_name = "pipeline (LightGBM), no cross-encoder"
-    for k, v in rows.items():
-        if k != base_name:
-            v["delta_ndcg@10_ci"] = paired_ci(
-                rows[base_name]["per_user_ndcg@10"], v["per_user_ndcg@10"], args.seed
-            )
-    for v in rows.values():
-        v.pop("per_user_ndcg@10")
-    for k, v in rows.items():
-        print(f"{k}: {v}", flush=True)
+    compare_to_base(rows, args.seed)
     importance = gain_importance(pipe, test_split)
     print(f"LightGBM gain share (with the feature): {importance}", flush=True)
     payload = {
@@ -255,6 +251,32 @@ def feature_main(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def compare_to_base(rows: dict[str, dict[str, Any]], seed: int) -> None:
+    """Give every row after the first (the base) its paired Δ NDCG@10 CI; print the rows."""
+    base = next(iter(rows.values()))["per_user_ndcg@10"]
+    for v in list(rows.values())[1:]:
+        v["delta_ndcg@10_ci"] = paired_ci(base, v["per_user_ndcg@10"], seed)
+    for k, v in rows.items():
+        v.pop("per_user_ndcg@10")
+        print(f"{k}: {v}", flush=True)
+
+
+def results_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows: each ranking's metrics and its paired Δ NDCG@10 against the base."""
+    lines = [
+        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 | Δ NDCG@10 [95% CI] |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, m in results.items():
+        ci = m.get("delta_ndcg@10_ci")
+        delta = f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]" if ci else "–"
+        lines.append(
+            f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
+            f"{m['ndcg@20']:.4f} | {delta} |"
+        )
+    return lines
+
+
 def feature_markdown(p: dict[str, Any]) -> str:
     a, u, f = p["args"], p["users"], p["fit_seconds"]
     lines = [
@@ -275,16 +297,8 @@ def feature_markdown(p: dict[str, Any]) -> str:
         f"of which {f['ce_scoring_for_lgbm_training']:.0f}s cross-encoder scoring). Test: "
         f"{u['test']} random test users, paired.",
         "",
-        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 | Δ NDCG@10 [95% CI] |",
-        "|---|---:|---:|---:|---:|---|",
+        *results_table(p["results"]),
     ]
-    for name, m in p["results"].items():
-        ci = m.get("delta_ndcg@10_ci")
-        delta = f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]" if ci else "–"
-        lines.append(
-            f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
-            f"{m['ndcg@20']:.4f} | {delta} |"
-        )
     lat = p["latency"]
     gains = ", ".join(f"{k} {v:.1%}" for k, v in p["gain_share"].items())
     lines += [
@@ -361,10 +375,7 @@ def main() -> None:
     pipe = Pipeline(spec(args.top, args.prior))
     say = lambda m: print("  " + m, flush=True)  # noqa: E731
     t0 = time.perf_counter()
-    pipe.items, pipe.users, pipe.item_table = ds.items, ds.users, ds.item_table
-    pipe.sequences, pipe.data_fingerprint = ds.sequences(), ds.fingerprint()
-    pipe._prepare_resources(ds, say)
-    pipe.fit_on(loo.valid.train, say=say)
+    fit_channels(pipe, ds, loo, say)
     pipe.train_stages(subset(loo.valid, np.setdiff1d(loo.valid.users, tune)), say=say)
     base_fit_s = time.perf_counter() - t0
     stage = next(s for s in pipe.stages if isinstance(s, CrossEncoderStage))
@@ -402,16 +413,7 @@ def main() -> None:
         f"+ cross-encoder, blended (w={best_w})": metrics_of(mats[best_w], test_split),
         "+ cross-encoder only (w=1)": metrics_of(mats[1.0], test_split),
     }
-    base_name = "pipeline (LightGBM), no cross-encoder"
-    for k, v in rows.items():
-        if k != base_name:
-            v["delta_ndcg@10_ci"] = paired_ci(
-                rows[base_name]["per_user_ndcg@10"], v["per_user_ndcg@10"], args.seed
-            )
-    for v in rows.values():
-        v.pop("per_user_ndcg@10")
-    for k, v in rows.items():
-        print(f"{k}: {v}", flush=True)
+    compare_to_base(rows, args.seed)
     ce_ms_per_user = 1000 * ce_secs / max(1, len(test))
     pairs_per_user = (stage.pairs - pairs0) / max(1, len(test))
 
@@ -480,16 +482,8 @@ def markdown(p: dict[str, Any]) -> str:
         + f"; base {p['tuning_ndcg10']['-1.0']:.4f}). Test: {u['test']} random test users, "
         "same candidates for every row.",
         "",
-        "| ranking | HR@10 | NDCG@10 | MRR | NDCG@20 | Δ NDCG@10 [95% CI] |",
-        "|---|---:|---:|---:|---:|---|",
+        *results_table(p["results"]),
     ]
-    for name, m in p["results"].items():
-        ci = m.get("delta_ndcg@10_ci")
-        delta = f"{ci[0]:+.4f} [{ci[1]:+.4f}, {ci[2]:+.4f}]" if ci else "–"
-        lines.append(
-            f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
-            f"{m['ndcg@20']:.4f} | {delta} |"
-        )
     lat = p["latency"]
     e2e = lat["end_to_end_ms"]
     lines += [

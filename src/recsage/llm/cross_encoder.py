@@ -34,6 +34,7 @@ from recsage.artifacts import (
 )
 from recsage.component import resolve_config
 from recsage.errors import ConfigError, RecsageError
+from recsage.ranking.features import row_zscore
 from recsage.ranking.stages.base import Stage, StageContext
 from recsage.trainer import EpochContext, Trainer, TrainerConfig, torch_threads
 from recsage.types import CandidateBatch
@@ -466,16 +467,7 @@ def tiny_cross_encoder(**config: Any) -> CrossEncoderRanker:
 
 def blend(base: np.ndarray, ce: np.ndarray, weight: float) -> np.ndarray:
     """weight * z(ce) + (1 - weight) * z(base), z-scored over each row's finite entries."""
-
-    def z(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        ok = np.isfinite(x)
-        cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
-        mu = np.where(ok, x, 0.0).sum(axis=1, keepdims=True) / cnt
-        var = np.where(ok, (x - mu) ** 2, 0.0).sum(axis=1, keepdims=True) / cnt
-        return np.where(ok, (x - mu) / np.sqrt(var + 1e-12), np.nan)
-
-    return weight * z(ce) + (1.0 - weight) * z(base)
+    return weight * row_zscore(ce) + (1.0 - weight) * row_zscore(base)
 
 
 class CrossEncoderStage(Stage):

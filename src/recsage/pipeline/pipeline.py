@@ -264,12 +264,13 @@ class Pipeline:
         learned stages after it train on the others, so no learned stage sees an earlier
         stage's scores on that stage's own training users."""
         say = say or (lambda *_: None)
-        seqs = valid.train.sequences()
+        seqs: list[np.ndarray] = []
         taken = np.zeros(0, np.int64)
         for idx, stage in enumerate(self.stages):
             if not isinstance(stage, LearnedStage):
                 taken = np.union1d(taken, stage.train(self, valid, exclude=taken, say=say))
                 continue
+            seqs = seqs or valid.train.sequences()  # only when a learned stage trains
             users = np.setdiff1d(valid.users, taken) if len(taken) else valid.users
             t0 = time.perf_counter()
             say(f"training stage {stage.name} ({stage.config.learner}) on {len(users):,} users…")

@@ -90,6 +90,16 @@ class ItemStats:
         )
 
 
+def row_zscore(x: np.ndarray) -> np.ndarray:
+    """Each row z-scored over its finite entries (NaN elsewhere; a constant row gives 0)."""
+    x = np.asarray(x, np.float64)
+    ok = np.isfinite(x)
+    cnt = np.maximum(ok.sum(axis=1, keepdims=True), 1)
+    mu = np.where(ok, x, 0.0).sum(axis=1, keepdims=True) / cnt
+    var = np.where(ok, (x - mu) ** 2, 0.0).sum(axis=1, keepdims=True) / cnt
+    return np.where(ok, (x - mu) / np.sqrt(var + 1e-12), np.nan)
+
+
 def candidate_features(
     cands: CandidateBatch,
     batch: QueryBatch,
@@ -127,14 +137,10 @@ def candidate_features(
         feats.append(np.where(np.isfinite(s), s, 0.0))
         names.append(col)
     for col in stage_scores:
-        s = cands.scores[col].astype(np.float64)
-        present = np.isfinite(s) & cands.valid
-        masked = np.where(present, s, np.nan)
-        cnt = present.sum(axis=1, keepdims=True)
-        mu = np.nansum(masked, axis=1, keepdims=True) / np.maximum(cnt, 1)
-        sd = np.sqrt(np.nansum((masked - mu) ** 2, axis=1, keepdims=True) / np.maximum(cnt, 1))
+        s = np.where(cands.valid, cands.scores[col], np.nan)
+        present = np.isfinite(s)
         feats += [np.where(present, s, 0.0), present.astype(np.float32)]
-        feats.append(np.where(present, (s - mu) / (sd + 1e-6), 0.0))
+        feats.append(np.nan_to_num(row_zscore(s), nan=0.0))
         names += [col, f"{col}_present", f"{col}_z"]
     feats.append(stats.log_popularity[items])
     names.append("item_log_pop")
